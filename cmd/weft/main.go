@@ -1,0 +1,70 @@
+// Command weft runs Weft's daemons: `weft controller` (and, as they land,
+// `weft agent`, `weft mesos-manager`, `weft lab`).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/weft-sdn/weft/internal/controller"
+)
+
+const usage = `Usage: weft <command> [flags]
+
+Commands:
+  controller    run the controller (resource API, IPAM, watch stream)
+  version       print the version
+
+Run 'weft <command> --help' for the flags of a command.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch args[0] {
+	case "controller":
+		var cfg controller.Config
+		cfg, err = controller.ParseConfig(args[1:], os.Stderr)
+		if err == nil {
+			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.Level()}))
+			var c *controller.Controller
+			c, err = controller.New(ctx, cfg, log)
+			if err == nil {
+				err = c.Serve(ctx)
+				c.Close()
+			}
+		}
+	case "version", "--version":
+		fmt.Println("weft", controller.Version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+		return 0
+	default:
+		fmt.Fprintf(os.Stderr, "weft: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "weft %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}

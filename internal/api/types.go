@@ -1,0 +1,309 @@
+// Package api defines Weft's resource model as it travels on the wire: the
+// JSON objects of the controller's /v1 API, their validation, the error
+// shape, and a client. It links no store or kernel code, so every binary
+// (including the CNI plugin) may import it.
+package api
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Kind names a resource type. The string is the JSON "kind" and the etcd
+// key segment; Plural is its URL collection.
+type Kind string
+
+// Resource kinds.
+const (
+	KindDomain         Kind = "domain"
+	KindProject        Kind = "project"
+	KindNetwork        Kind = "network"
+	KindPort           Kind = "port"
+	KindIPReservation  Kind = "ip_reservation"
+	KindNode           Kind = "node"
+	KindFloatingIPPool Kind = "floating_ip_pool"
+	KindFloatingIP     Kind = "floating_ip"
+	KindSecurityGroup  Kind = "security_group"
+	KindNetworkPolicy  Kind = "network_policy"
+	KindService        Kind = "service"
+	KindBlock          Kind = "block"
+)
+
+// Defaults created by the controller at start.
+const (
+	DefaultDomain      = "default-domain"
+	DefaultProject     = "default-domain:default-project"
+	DefaultTaskNetwork = "default-domain:default-project:mesos-default-pod-task"
+	FabricNetwork      = "default-domain:default-project:ip-fabric"
+)
+
+// Meta is common to every resource. UUID and FQName identify it; FQName is
+// the Contrail-style colon-joined path of names from the domain down
+// (domain:project:name). Parent is the FQName of the parent, empty for
+// domains and nodes. ResourceVersion is the etcd modification revision the
+// object was read at; an update that carries it is a compare-and-swap.
+type Meta struct {
+	Kind            Kind              `json:"kind"`
+	UUID            string            `json:"uuid,omitempty"`
+	Name            string            `json:"name"`
+	FQName          string            `json:"fq_name,omitempty"`
+	Parent          string            `json:"parent,omitempty"`
+	Labels          map[string]string `json:"labels,omitempty"`
+	CreatedAt       time.Time         `json:"created_at,omitzero"`
+	UpdatedAt       time.Time         `json:"updated_at,omitzero"`
+	ResourceVersion int64             `json:"resource_version,omitempty"`
+}
+
+// GetMeta gives access to the common metadata of any resource.
+func (m *Meta) GetMeta() *Meta { return m }
+
+// Object is any resource of the model.
+type Object interface {
+	GetMeta() *Meta
+}
+
+// Domain is the root of the naming hierarchy.
+type Domain struct {
+	Meta
+}
+
+// Project groups networks, ports, security groups and policies of a tenant.
+type Project struct {
+	Meta
+}
+
+// NetworkKind selects the network semantics.
+type NetworkKind string
+
+// Network kinds: isolated Contrail-style virtual networks, or DC/OS-style
+// overlays.
+const (
+	NetworkVirtual NetworkKind = "virtual"
+	NetworkOverlay NetworkKind = "overlay"
+)
+
+// Subnet is one address range of a network. Gateway defaults to the first
+// address. BlockPrefix is the prefix length of the per-node address blocks
+// carved out of the subnet (default /26 for IPv4, /122 for IPv6, never
+// shorter than the subnet).
+type Subnet struct {
+	CIDR        string `json:"cidr"`
+	Gateway     string `json:"gateway,omitempty"`
+	BlockPrefix int    `json:"block_prefix,omitempty"`
+}
+
+// Network is a VirtualNetwork: an isolated L3 network spanning all nodes.
+type Network struct {
+	Meta
+	NetworkKind NetworkKind `json:"network_kind,omitempty"`
+	Subnets     []Subnet    `json:"subnets"`
+	// VNI is allocated by the controller when zero.
+	VNI int `json:"vni,omitempty"`
+	// MTU of container interfaces; 0 lets the agent choose.
+	MTU int `json:"mtu,omitempty"`
+}
+
+// PortIP is one address of a port.
+type PortIP struct {
+	Address string `json:"address"`
+	Subnet  string `json:"subnet,omitempty"`
+	Gateway string `json:"gateway,omitempty"`
+}
+
+// Port is a container interface on a network (Contrail VMI).
+type Port struct {
+	Meta
+	Network        string   `json:"network"`
+	Node           string   `json:"node,omitempty"`
+	ContainerID    string   `json:"container_id,omitempty"`
+	TaskID         string   `json:"task_id,omitempty"`
+	InstanceID     string   `json:"instance_id,omitempty"`
+	AppID          string   `json:"app_id,omitempty"`
+	Interface      string   `json:"interface,omitempty"`
+	MAC            string   `json:"mac,omitempty"`
+	IPs            []PortIP `json:"ips,omitempty"`
+	SecurityGroups []string `json:"security_groups,omitempty"`
+	FloatingIPs    []string `json:"floating_ips,omitempty"`
+	State          string   `json:"state,omitempty"`
+}
+
+// IPReservation is one address held in a network (Contrail instance-ip).
+// Its name is the address; it is unique per network. Owner is the uid of
+// whoever holds it (a container id, a task id, a port uuid, an operator
+// chosen string). Node is set when the address came from a node's block.
+type IPReservation struct {
+	Meta
+	Network string `json:"network"`
+	Address string `json:"address"`
+	Owner   string `json:"owner"`
+	Node    string `json:"node,omitempty"`
+	Port    string `json:"port,omitempty"`
+}
+
+// Block is a per-node address block of a network: a prefix of the subnet's
+// block length leased to one node, which allocates inside it.
+type Block struct {
+	Meta
+	Network string `json:"network"`
+	CIDR    string `json:"cidr"`
+	Node    string `json:"node"`
+}
+
+// Node is a Mesos agent running a Weft agent.
+type Node struct {
+	Meta
+	UnderlayIP string `json:"underlay_ip"`
+	VTEPIP     string `json:"vtep_ip,omitempty"`
+	VTEPMAC    string `json:"vtep_mac,omitempty"`
+	Status     string `json:"status,omitempty"`
+	// Heartbeat is the time of the agent's last heartbeat.
+	Heartbeat time.Time `json:"heartbeat,omitzero"`
+}
+
+// FloatingIPPool is a pool of public addresses taken from a network
+// (parent: the network).
+type FloatingIPPool struct {
+	Meta
+}
+
+// FloatingIP is a public address of a pool bound to a port's fixed IP.
+type FloatingIP struct {
+	Meta
+	Address string `json:"address,omitempty"`
+	Port    string `json:"port,omitempty"`
+	FixedIP string `json:"fixed_ip,omitempty"`
+}
+
+// Rule directions and ethertypes.
+const (
+	DirectionIngress = "ingress"
+	DirectionEgress  = "egress"
+	EtherTypeIPv4    = "IPv4"
+	EtherTypeIPv6    = "IPv6"
+)
+
+// SecurityGroupRule allows traffic in one direction. Protocol is "any",
+// "tcp", "udp", "icmp" or "icmp6". A rule names either a RemoteCIDR or a
+// RemoteGroup (fq_name of a security group), or neither (any remote).
+type SecurityGroupRule struct {
+	Direction   string `json:"direction"`
+	EtherType   string `json:"ethertype,omitempty"`
+	Protocol    string `json:"protocol,omitempty"`
+	PortMin     int    `json:"port_min,omitempty"`
+	PortMax     int    `json:"port_max,omitempty"`
+	RemoteCIDR  string `json:"remote_cidr,omitempty"`
+	RemoteGroup string `json:"remote_group,omitempty"`
+}
+
+// SecurityGroup is a set of allow rules applied to ports.
+type SecurityGroup struct {
+	Meta
+	Rules []SecurityGroupRule `json:"rules"`
+}
+
+// PolicyRule allows traffic between two networks (fq_names), one way or
+// both ("<>").
+type PolicyRule struct {
+	Source      string `json:"source"`
+	Destination string `json:"destination"`
+	Direction   string `json:"direction,omitempty"`
+	Protocol    string `json:"protocol,omitempty"`
+	PortMin     int    `json:"port_min,omitempty"`
+	PortMax     int    `json:"port_max,omitempty"`
+}
+
+// NetworkPolicy holds rules allowing traffic between networks.
+type NetworkPolicy struct {
+	Meta
+	Rules []PolicyRule `json:"rules"`
+}
+
+// ServiceBackend is one backend of a VIP.
+type ServiceBackend struct {
+	Address string `json:"address"`
+	Port    int    `json:"port"`
+}
+
+// Service is a layer-4 load-balanced VIP, addressed by IP or by name.
+type Service struct {
+	Meta
+	Network  string           `json:"network,omitempty"`
+	VIP      string           `json:"vip,omitempty"`
+	Port     int              `json:"port"`
+	Protocol string           `json:"protocol,omitempty"`
+	Backends []ServiceBackend `json:"backends,omitempty"`
+}
+
+// List is the body of a list response.
+type List struct {
+	Kind     Kind              `json:"kind"`
+	Revision int64             `json:"revision"`
+	Items    []json.RawMessage `json:"items"`
+}
+
+// EventType of a watch event.
+type EventType string
+
+// Watch event types.
+const (
+	EventAdded    EventType = "ADDED"
+	EventModified EventType = "MODIFIED"
+	EventDeleted  EventType = "DELETED"
+)
+
+// WatchEvent is one line of the /v1/watch stream. For DELETED the object
+// is the last state before deletion.
+type WatchEvent struct {
+	Kind     Kind            `json:"kind"`
+	Type     EventType       `json:"type"`
+	Object   json.RawMessage `json:"object"`
+	Revision int64           `json:"revision"`
+}
+
+// AllocateRequest asks the IPAM for addresses in a network: one per family
+// requested (Family "ipv4", "ipv6" or "dual"; default ipv4, or the family
+// of IP when given), or exactly IP when given. Node makes the allocation
+// come from that node's blocks, leasing one when needed.
+type AllocateRequest struct {
+	Network string            `json:"network"`
+	Owner   string            `json:"owner"`
+	IP      string            `json:"ip,omitempty"`
+	Family  string            `json:"family,omitempty"`
+	Node    string            `json:"node,omitempty"`
+	Port    string            `json:"port,omitempty"`
+	Labels  map[string]string `json:"labels,omitempty"`
+}
+
+// AllocateResponse lists the reservations made.
+type AllocateResponse struct {
+	Reservations []IPReservation `json:"reservations"`
+}
+
+// ReleaseRequest releases by address (with network), by owner (optionally
+// limited to one network), or everything of a node.
+type ReleaseRequest struct {
+	Network string `json:"network,omitempty"`
+	IP      string `json:"ip,omitempty"`
+	Owner   string `json:"owner,omitempty"`
+	Node    string `json:"node,omitempty"`
+}
+
+// ReleaseResponse lists the addresses released (now in quarantine).
+type ReleaseResponse struct {
+	Released []IPReservation `json:"released"`
+}
+
+// BlockRequest leases (POST) or returns (DELETE) a block of a network for
+// a node.
+type BlockRequest struct {
+	Network string `json:"network"`
+	Node    string `json:"node"`
+	Family  string `json:"family,omitempty"`
+	CIDR    string `json:"cidr,omitempty"`
+}
+
+// Version is the body of /v1/version.
+type Version struct {
+	Version   string `json:"version"`
+	GoVersion string `json:"go_version"`
+}

@@ -1,0 +1,218 @@
+package controller
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/weft-sdn/weft/internal/api"
+)
+
+// Config of `weft controller`: defaults, then an optional JSON file
+// (--config), then flags. Validated once by Validate.
+type Config struct {
+	// Listen is the API address.
+	Listen string `json:"listen"`
+	// DataDir holds the embedded etcd's data.
+	DataDir string `json:"data_dir"`
+	// EtcdEndpoints selects an external etcd cluster; empty runs an
+	// embedded single-node etcd.
+	EtcdEndpoints []string `json:"etcd_endpoints,omitempty"`
+	// EtcdListen is the client URL of the embedded etcd.
+	EtcdListen string `json:"etcd_listen"`
+	// Quarantine is how long a released address rests before automatic
+	// allocation may hand it out again.
+	Quarantine Duration `json:"quarantine"`
+	// TaskSubnets are the subnets of mesos-default-pod-task when the
+	// controller creates it.
+	TaskSubnets []string `json:"task_subnets"`
+	// FabricSubnets are the subnets of ip-fabric when the controller
+	// creates it.
+	FabricSubnets []string `json:"fabric_subnets"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `json:"log_level"`
+	// ShutdownTimeout bounds the graceful shutdown on SIGTERM.
+	ShutdownTimeout Duration `json:"shutdown_timeout"`
+}
+
+// Duration is a time.Duration written as "60s" in config files.
+type Duration time.Duration
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads "60s" (or a number of seconds).
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		var secs float64
+		if err2 := json.Unmarshal(b, &secs); err2 != nil {
+			return fmt.Errorf("duration must be a string like \"60s\": %w", err)
+		}
+		*d = Duration(secs * float64(time.Second))
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		Listen:          ":8082",
+		DataDir:         "/var/lib/weft/controller",
+		EtcdListen:      "http://127.0.0.1:12379",
+		Quarantine:      Duration(60 * time.Second),
+		TaskSubnets:     []string{"10.32.0.0/12"},
+		FabricSubnets:   []string{"10.64.0.0/12"},
+		LogLevel:        "info",
+		ShutdownTimeout: Duration(10 * time.Second),
+	}
+}
+
+// listFlag is a repeatable flag that also accepts comma-separated values.
+type listFlag struct {
+	dst *[]string
+	set bool
+}
+
+func (l *listFlag) String() string {
+	if l.dst == nil {
+		return ""
+	}
+	return strings.Join(*l.dst, ",")
+}
+
+func (l *listFlag) Set(v string) error {
+	if !l.set {
+		*l.dst, l.set = nil, true
+	}
+	for p := range strings.SplitSeq(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*l.dst = append(*l.dst, p)
+		}
+	}
+	return nil
+}
+
+type durationFlag struct{ dst *Duration }
+
+func (d durationFlag) String() string {
+	if d.dst == nil {
+		return ""
+	}
+	return time.Duration(*d.dst).String()
+}
+
+func (d durationFlag) Set(v string) error {
+	x, err := time.ParseDuration(v)
+	if err != nil {
+		return err
+	}
+	*d.dst = Duration(x)
+	return nil
+}
+
+// ParseConfig builds the configuration from args (without the program and
+// subcommand names). Usage goes to out.
+func ParseConfig(args []string, out io.Writer) (Config, error) {
+	cfg := DefaultConfig()
+	var file string
+	// First pass: find --config. Second pass: flags over the file.
+	fs := cfg.flagSet(&file, out)
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return cfg, fmt.Errorf("read config: %w", err)
+		}
+		cfg = DefaultConfig()
+		if err := api.DecodeStrict(b, &cfg); err != nil {
+			return cfg, fmt.Errorf("config file %s: %w", file, err)
+		}
+		fs = cfg.flagSet(&file, out)
+		if err := fs.Parse(args); err != nil {
+			return cfg, err
+		}
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return cfg, cfg.Validate()
+}
+
+func (c *Config) flagSet(file *string, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("weft controller", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(file, "config", "", "optional JSON config file; flags override it")
+	fs.StringVar(&c.Listen, "listen", c.Listen, "address of the HTTP API")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory of the embedded etcd's data")
+	fs.Var(&listFlag{dst: &c.EtcdEndpoints}, "etcd-endpoints", "external etcd cluster (comma-separated client URLs); empty runs an embedded etcd")
+	fs.StringVar(&c.EtcdListen, "etcd-listen", c.EtcdListen, "client URL of the embedded etcd (port 0 picks a free port)")
+	fs.Var(durationFlag{&c.Quarantine}, "quarantine", "how long a released address rests before it is handed out again")
+	fs.Var(&listFlag{dst: &c.TaskSubnets}, "task-subnet", "subnet of the default task network mesos-default-pod-task (repeatable; IPv4 and IPv6)")
+	fs.Var(&listFlag{dst: &c.FabricSubnets}, "fabric-subnet", "subnet of the ip-fabric network (repeatable)")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.Var(durationFlag{&c.ShutdownTimeout}, "shutdown-timeout", "bound of the graceful shutdown")
+	fs.Usage = func() {
+		fmt.Fprintf(out, "Usage: weft controller [flags]\n\nRuns the Weft controller: the resource API, the IPAM server and the\nwatch stream, with state in etcd (embedded unless --etcd-endpoints).\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// Validate checks the configuration once, at start.
+func (c Config) Validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("listen: %q is not host:port", c.Listen))
+	}
+	if len(c.EtcdEndpoints) == 0 && c.DataDir == "" {
+		errs = append(errs, errors.New("data-dir: is required for the embedded etcd"))
+	}
+	if c.Quarantine < 0 {
+		errs = append(errs, errors.New("quarantine: must not be negative"))
+	}
+	for name, subnets := range map[string][]string{"task-subnet": c.TaskSubnets, "fabric-subnet": c.FabricSubnets} {
+		if len(subnets) == 0 {
+			errs = append(errs, fmt.Errorf("%s: at least one subnet is required", name))
+		}
+		n := &api.Network{Meta: api.Meta{Kind: api.KindNetwork, FQName: "d:p:n"}, Subnets: toSubnets(subnets)}
+		if err := api.Validate(n); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		errs = append(errs, fmt.Errorf("log-level: %q is not debug, info, warn or error", c.LogLevel))
+	}
+	return errors.Join(errs...)
+}
+
+func toSubnets(cidrs []string) []api.Subnet {
+	out := make([]api.Subnet, len(cidrs))
+	for i, c := range cidrs {
+		out[i] = api.Subnet{CIDR: c}
+	}
+	return out
+}
+
+// Level is the configured slog level.
+func (c Config) Level() slog.Level {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.LogLevel))
+	return lvl
+}
