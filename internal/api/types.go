@@ -307,3 +307,17 @@ type Version struct {
 	Version   string `json:"version"`
 	GoVersion string `json:"go_version"`
 }
+
+// AssignRequest hands a reservation over to a new owner (POST
+// /v1/ipam/assign): the address must be held by FromOwner. Agents reserve
+// spare addresses ahead of need under an owner of their own and assign
+// them to a container after the attach, so that no controller round trip
+// sits on the attach path while no address is ever held twice.
+type AssignRequest struct {
+	Network   string            `json:"network"`
+	IP        string            `json:"ip"`
+	FromOwner string            `json:"from_owner"`
+	Owner     string            `json:"owner"`
+	Port      string            `json:"port,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty"`
+}

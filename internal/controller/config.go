@@ -36,6 +36,10 @@ type Config struct {
 	// FabricSubnets are the subnets of ip-fabric when the controller
 	// creates it.
 	FabricSubnets []string `json:"fabric_subnets"`
+	// VTEPSubnet is where node VTEP addresses come from (at least /8).
+	VTEPSubnet string `json:"vtep_subnet"`
+	// VTEPMACOUI is the OUI of VTEP MACs (xx:xx:xx:00:00:00).
+	VTEPMACOUI string `json:"vtep_mac_oui"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `json:"log_level"`
 	// ShutdownTimeout bounds the graceful shutdown on SIGTERM.
@@ -76,6 +80,8 @@ func DefaultConfig() Config {
 		Quarantine:      Duration(60 * time.Second),
 		TaskSubnets:     []string{"10.32.0.0/12"},
 		FabricSubnets:   []string{"10.64.0.0/12"},
+		VTEPSubnet:      "44.128.0.0/20",
+		VTEPMACOUI:      "70:B3:D5:00:00:00",
 		LogLevel:        "info",
 		ShutdownTimeout: Duration(10 * time.Second),
 	}
@@ -165,6 +171,8 @@ func (c *Config) flagSet(file *string, out io.Writer) *flag.FlagSet {
 	fs.Var(durationFlag{&c.Quarantine}, "quarantine", "how long a released address rests before it is handed out again")
 	fs.Var(&listFlag{dst: &c.TaskSubnets}, "task-subnet", "subnet of the default task network mesos-default-pod-task (repeatable; IPv4 and IPv6)")
 	fs.Var(&listFlag{dst: &c.FabricSubnets}, "fabric-subnet", "subnet of the ip-fabric network (repeatable)")
+	fs.StringVar(&c.VTEPSubnet, "vtep-subnet", c.VTEPSubnet, "IPv4 subnet of node VTEP addresses (at least /8)")
+	fs.StringVar(&c.VTEPMACOUI, "vtep-mac-oui", c.VTEPMACOUI, "OUI of VTEP MACs; the low 3 bytes come from the VTEP address")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.Var(durationFlag{&c.ShutdownTimeout}, "shutdown-timeout", "bound of the graceful shutdown")
 	fs.Usage = func() {
@@ -194,6 +202,9 @@ func (c Config) Validate() error {
 		if err := api.Validate(n); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
 		}
+	}
+	if _, err := ParseVTEPPool(c.VTEPSubnet, c.VTEPMACOUI); err != nil {
+		errs = append(errs, err)
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {

@@ -69,8 +69,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Controller, error)
 // creates the defaults; it binds no listener (tests serve Server with
 // httptest).
 func NewWithStore(ctx context.Context, cfg Config, kv store.KV, log *slog.Logger) (*Controller, error) {
+	vteps, err := ParseVTEPPool(cfg.VTEPSubnet, cfg.VTEPMACOUI)
+	if err != nil {
+		return nil, err
+	}
 	am := ipam.New(kv, ipam.Config{Quarantine: time.Duration(cfg.Quarantine)})
-	reg := NewRegistry(kv, am, nil, log)
+	reg := NewRegistry(kv, am, vteps, nil, log)
 	if err := reg.EnsureDefaults(ctx, toSubnets(cfg.TaskSubnets), toSubnets(cfg.FabricSubnets)); err != nil {
 		return nil, err
 	}

@@ -57,21 +57,23 @@ type addressManager interface {
 // Registry stores the resource model in the key-value store: objects by
 // uuid, an fq_name index, and the guards that keep references whole.
 type Registry struct {
-	kv   store.KV
+	kv    store.KV
+	vteps VTEPPool
 	ipam addressManager
 	now  func() time.Time
 	log  *slog.Logger
 }
 
-// NewRegistry returns a registry over kv.
-func NewRegistry(kv store.KV, am addressManager, now func() time.Time, log *slog.Logger) *Registry {
+// NewRegistry returns a registry over kv. Nodes get VTEP addresses from
+// vteps (none when its subnet is zero).
+func NewRegistry(kv store.KV, am addressManager, vteps VTEPPool, now func() time.Time, log *slog.Logger) *Registry {
 	if now == nil {
 		now = time.Now
 	}
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Registry{kv: kv, ipam: am, now: now, log: log}
+	return &Registry{kv: kv, ipam: am, vteps: vteps, now: now, log: log}
 }
 
 func decodeStored(k api.Kind, kv store.KeyValue) (api.Object, error) {
@@ -269,6 +271,9 @@ func (r *Registry) Create(ctx context.Context, obj api.Object) (api.Object, erro
 func (r *Registry) prepare(ctx context.Context, obj, old api.Object) (guard, error) {
 	var g guard
 	switch o := obj.(type) {
+	case *api.Node:
+		oldNode, _ := old.(*api.Node)
+		return r.prepareNode(ctx, o, oldNode)
 	case *api.Network:
 		if old != nil {
 			return g, r.prepareNetworkUpdate(ctx, o, old.(*api.Network))
@@ -550,6 +555,11 @@ func (r *Registry) Delete(ctx context.Context, k api.Kind, id string) error {
 		return api.InUse("%s %q is still in use by %s%s", kindTitle(k), m.FQName, strings.Join(refs, ", "), more)
 	}
 	ops := []store.Op{store.Delete(kv.Key), store.Delete(fqKey(k, m.FQName)), store.Delete(deletingKey(id))}
+	if n, ok := obj.(*api.Node); ok && n.VTEPIP != "" {
+		if a, err := netip.ParseAddr(n.VTEPIP); err == nil {
+			ops = append(ops, store.Delete(vtepKey(a)))
+		}
+	}
 	if n, ok := obj.(*api.Network); ok && n.VNI != 0 {
 		ops = append(ops, store.Delete(vniKey(n.VNI)))
 	}

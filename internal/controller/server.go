@@ -97,6 +97,8 @@ func (s *Server) routes() {
 	h("POST /v1/ipam/release", s.handleRelease)
 	h("POST /v1/ipam/blocks", s.handleLeaseBlock)
 	h("POST /v1/ipam/blocks/release", s.handleReleaseBlock)
+	h("POST /v1/nodes/register", s.handleRegisterNode)
+	h("POST /v1/nodes/{name}/heartbeat", s.handleHeartbeat)
 	h("GET /v1/{plural}", s.handleList)
 	h("POST /v1/{plural}", s.handleCreate)
 	h("GET /v1/{plural}/{id}", s.handleGet)
