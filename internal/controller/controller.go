@@ -25,6 +25,7 @@ type Controller struct {
 	kv       store.KV
 	Registry *Registry
 	Server   *Server
+	am       addressManager
 	listener net.Listener
 }
 
@@ -56,7 +57,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Controller, error)
 		c.Close()
 		return nil, err
 	}
-	c.Registry, c.Server = c2.Registry, c2.Server
+	c.Registry, c.Server, c.am = c2.Registry, c2.Server, c2.am
 	c.listener, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		c.Close()
@@ -80,7 +81,7 @@ func NewWithStore(ctx context.Context, cfg Config, kv store.KV, log *slog.Logger
 	}
 	srv := NewServer(reg, am, kv, log)
 	srv.SetReady(true)
-	return &Controller{cfg: cfg, log: log, kv: kv, Registry: reg, Server: srv}, nil
+	return &Controller{cfg: cfg, log: log, kv: kv, Registry: reg, Server: srv, am: am}, nil
 }
 
 // Addr is the bound API address.
@@ -108,6 +109,9 @@ func (c *Controller) Serve(ctx context.Context) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(c.listener) }()
+	loops, stopLoops := context.WithCancel(ctx)
+	defer stopLoops()
+	go c.pruneLoop(loops)
 	c.log.Info("controller API listening", "addr", c.Addr())
 	select {
 	case err := <-errc:
@@ -123,6 +127,27 @@ func (c *Controller) Serve(ctx context.Context) error {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
+}
+
+// pruneLoop drops expired quarantine records now and then, so that large
+// IPv6 subnets do not pile them up. Every replica may run it: deletes are
+// conditional and idempotent.
+func (c *Controller) pruneLoop(ctx context.Context) {
+	every := max(time.Duration(c.cfg.Quarantine), time.Minute)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n, err := c.am.PruneQuarantine(ctx, ""); err != nil {
+			c.log.Warn("prune quarantine", "err", err)
+		} else if n > 0 {
+			c.log.Debug("pruned quarantine records", "count", n)
+		}
+	}
 }
 
 // Close releases the store and stops the embedded etcd. Idempotent.

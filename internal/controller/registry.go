@@ -50,8 +50,10 @@ type addressManager interface {
 	Release(ctx context.Context, n *ipam.Network, req api.ReleaseRequest) ([]api.IPReservation, error)
 	LeaseBlock(ctx context.Context, n ipam.Network, node, family string) (api.Block, error)
 	ReleaseBlock(ctx context.Context, n ipam.Network, cidr, node string) error
+	Assign(ctx context.Context, n ipam.Network, req api.AssignRequest) (api.IPReservation, error)
 	InUse(ctx context.Context, netUUID string) (int, error)
 	ForgetNetwork(ctx context.Context, netUUID string) error
+	PruneQuarantine(ctx context.Context, netUUID string) (int, error)
 }
 
 // Registry stores the resource model in the key-value store: objects by

@@ -95,6 +95,7 @@ func (s *Server) routes() {
 	h("GET /v1/watch", s.handleWatch)
 	h("POST /v1/ipam/allocate", s.handleAllocate)
 	h("POST /v1/ipam/release", s.handleRelease)
+	h("POST /v1/ipam/assign", s.handleAssign)
 	h("POST /v1/ipam/blocks", s.handleLeaseBlock)
 	h("POST /v1/ipam/blocks/release", s.handleReleaseBlock)
 	h("POST /v1/nodes/register", s.handleRegisterNode)
@@ -477,6 +478,26 @@ func (s *Server) handleRelease(w http.ResponseWriter, r *http.Request) error {
 		res = []api.IPReservation{}
 	}
 	writeJSON(w, http.StatusOK, api.ReleaseResponse{Released: res})
+	return nil
+}
+
+func (s *Server) handleAssign(w http.ResponseWriter, r *http.Request) error {
+	var req api.AssignRequest
+	if err := s.decode(r, &req); err != nil {
+		return err
+	}
+	if req.Network == "" {
+		return api.Invalid("network", "is required (uuid or fq_name of a network)")
+	}
+	n, err := s.reg.IPAMNetwork(r.Context(), req.Network)
+	if err != nil {
+		return err
+	}
+	res, err := s.ipam.Assign(r.Context(), n, req)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"math/big"
 	"net/netip"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -50,7 +51,7 @@ func (m *IPAM) leaseBlock(ctx context.Context, c *netCache, n Network, subs []*s
 			return api.Block{}, err
 		}
 		c.mu.Lock()
-		p, ok, err := c.lowestFreeBlock(ctx, subs)
+		p, ok, err := c.lowestFreeBlock(ctx, subs, m.now())
 		if ok {
 			c.blockHold[p] = true
 		}
@@ -84,6 +85,7 @@ func (m *IPAM) leaseBlock(ctx context.Context, c *netCache, n Network, subs []*s
 		if err != nil {
 			c.mu.Lock()
 			delete(c.blockHold, p)
+			clear(c.blockLow)
 			c.mu.Unlock()
 			return api.Block{}, fmt.Errorf("ipam: encode block %s: %w", p, err)
 		}
@@ -99,6 +101,7 @@ func (m *IPAM) leaseBlock(ctx context.Context, c *netCache, n Network, subs []*s
 			c.blockHold[p] = false // assumed leased until the next refresh
 		default:
 			delete(c.blockHold, p)
+			clear(c.blockLow)
 		}
 		c.mu.Unlock()
 		if err == nil {
@@ -108,6 +111,7 @@ func (m *IPAM) leaseBlock(ctx context.Context, c *netCache, n Network, subs []*s
 			return api.Block{}, fmt.Errorf("ipam: lease block %s of network %s: %w", p, n.name(), err)
 		}
 		conflicts++
+		c.conflicts.Add(1)
 		if err := c.refresh(ctx, m.kv, gen); err != nil {
 			return api.Block{}, err
 		}
@@ -117,23 +121,54 @@ func (m *IPAM) leaseBlock(ctx context.Context, c *netCache, n Network, subs []*s
 }
 
 // lowestFreeBlock returns the lowest aligned block of the first subnet with
-// one that overlaps no cached or held block. It walks past one block per
-// leased block, never through free space. Called with c.mu held.
-func (c *netCache) lowestFreeBlock(ctx context.Context, subs []*subnet) (netip.Prefix, bool, error) {
+// one that overlaps no cached or held block and has at least one address
+// free (a block filled by allocations without node would be of no use to
+// its node). It walks past one block per leased or filled block, never
+// through free space. Called with c.mu held.
+func (c *netCache) lowestFreeBlock(ctx context.Context, subs []*subnet, now time.Time) (netip.Prefix, bool, error) {
 	steps := 0
 	for _, s := range subs {
-		for b, ok := netip.PrefixFrom(s.prefix.Addr(), s.blockBits), true; ok && s.prefix.Contains(b.Addr()); b, ok = nextPrefix(b) {
+		lk := blockLowKey{subnet: s.prefix, bits: s.blockBits}
+		b, ok := c.blockLow[lk]
+		if !ok {
+			b = netip.PrefixFrom(s.prefix.Addr(), s.blockBits)
+		}
+		lowSet := false
+		for ok := true; ok && s.prefix.Contains(b.Addr()); b, ok = nextPrefix(b) {
 			if steps++; steps%scanCheckEvery == 0 {
 				if err := ctx.Err(); err != nil {
 					return netip.Prefix{}, false, err
 				}
 			}
-			if !c.blockOverlaps(b) {
+			if c.blockOverlaps(b) {
+				continue
+			}
+			if !lowSet {
+				c.blockLow[lk] = b
+				lowSet = true
+			}
+			if c.hasFree(s, b, now) {
 				return b, true, nil
 			}
 		}
+		if !lowSet {
+			c.blockLow[lk] = b // past the end: every block is leased
+		}
 	}
 	return netip.Prefix{}, false, nil
+}
+
+// hasFree reports whether p (inside s) has an address free for automatic
+// allocation. It stops at the first one, so it walks at most the taken,
+// pending and quarantined addresses of p. Called with c.mu held.
+func (c *netCache) hasFree(s *subnet, p netip.Prefix, now time.Time) bool {
+	last := lastAddr(p)
+	for a := p.Addr(); a.IsValid() && a.Compare(last) <= 0; a = a.Next() {
+		if c.free(s, a, now) {
+			return true
+		}
+	}
+	return false
 }
 
 // blocksExhausted builds the error of a family without free block.
@@ -150,6 +185,9 @@ func (m *IPAM) blocksExhausted(c *netCache, n Network, subs []*subnet, fam strin
 		}
 	}
 	c.mu.Unlock()
+	if big.NewInt(int64(leased)).Cmp(total) < 0 {
+		return api.Exhausted("network", "network %s has no free %s block in %s (%d of %s leased, the others have no free address)", n.name(), familyLabel(fam), cidrList(subs), leased, total)
+	}
 	return api.Exhausted("network", "network %s has no free %s block in %s (%d of %s leased)", n.name(), familyLabel(fam), cidrList(subs), leased, total)
 }
 
@@ -195,13 +233,13 @@ func (m *IPAM) ReleaseBlock(ctx context.Context, n Network, cidr, node string) e
 		if e.block.Node != node {
 			return api.Conflict("node", "block %s of network %s is leased by node %s, not %s", p, n.name(), e.block.Node, node)
 		}
-		plain, err := blockValue(e.block, false)
+		plain, err := blockValue(e.block, time.Time{})
 		if err != nil {
 			return err
 		}
 		marked := kv
 		if !e.draining {
-			val, err := blockValue(e.block, true)
+			val, err := blockValue(e.block, m.now())
 			if err != nil {
 				return err
 			}
@@ -248,14 +286,15 @@ func (m *IPAM) ReleaseBlock(ctx context.Context, n Network, cidr, node string) e
 	return api.Conflict("cidr", "network %s: gave up releasing block %s after %d conflicting concurrent changes; retry", n.name(), p, maxAttempts)
 }
 
-// blockValue encodes b with or without the releasing mark.
-func blockValue(b api.Block, releasing bool) ([]byte, error) {
+// blockValue encodes b with the releasing mark of time markAt, or without
+// mark when markAt is zero.
+func blockValue(b api.Block, markAt time.Time) ([]byte, error) {
 	b.Labels = maps.Clone(b.Labels)
-	if releasing {
+	if !markAt.IsZero() {
 		if b.Labels == nil {
 			b.Labels = map[string]string{}
 		}
-		b.Labels[labelReleasing] = "true"
+		b.Labels[labelReleasing] = markAt.Format(time.RFC3339Nano)
 	} else {
 		delete(b.Labels, labelReleasing)
 		if len(b.Labels) == 0 {
@@ -292,5 +331,6 @@ func (m *IPAM) forgetBlock(c *netCache, p netip.Prefix) {
 	c.mu.Lock()
 	delete(c.blocks, p)
 	c.recomputeBlockBits()
+	clear(c.blockLow)
 	c.mu.Unlock()
 }

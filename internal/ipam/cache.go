@@ -5,20 +5,29 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/weft-sdn/weft/internal/api"
 	"github.com/weft-sdn/weft/internal/store"
 )
 
-// labelReleasing marks a block that ReleaseBlock is returning: while it is
-// set, automatic allocation does not use the block, so that the emptiness
-// check and the delete cannot be raced by an allocation.
+// labelReleasing marks a block that ReleaseBlock is returning; its value is
+// the time of the mark. While it is set, automatic allocation does not use
+// the block, so that the emptiness check and the delete cannot be raced by
+// an allocation. A mark older than releaseMarkTTL is taken as abandoned (a
+// controller died mid-release): allocations use the block again, clearing
+// the mark in their transaction, which makes a late delete fail safely.
 const labelReleasing = "weft.io/releasing"
+
+// releaseMarkTTL is how long a releasing mark keeps automatic allocation
+// out of a block.
+const releaseMarkTTL = 30 * time.Second
 
 // quarEntry is a cached quarantine record.
 type quarEntry struct {
@@ -31,7 +40,14 @@ type blockEntry struct {
 	kv       store.KeyValue
 	block    api.Block
 	prefix   netip.Prefix
-	draining bool
+	draining bool      // carries the releasing mark
+	markedAt time.Time // time of the mark; zero when unreadable
+}
+
+// releasing reports whether the block is being released at now: marked,
+// and not so long ago that the mark counts as abandoned.
+func (e *blockEntry) releasing(now time.Time) bool {
+	return e.draining && now.Sub(e.markedAt) < releaseMarkTTL
 }
 
 // netCache is an IPAM instance's view of one network's reservations,
@@ -62,9 +78,16 @@ type netCache struct {
 	blockHold map[netip.Prefix]bool
 	// blockBits lists the distinct prefix lengths of cached blocks.
 	blockBits []int
+	// blockLow remembers, per subnet and block length, the lowest block
+	// position not known to be leased: every position below it is a cached
+	// or held block. Cleared whenever a block leaves the cache.
+	blockLow map[blockLowKey]netip.Prefix
 	// cursors are the next-fit positions, per scanned region.
 	cursors map[netip.Prefix]netip.Addr
 	rnd     *rand.Rand
+
+	// Counters, for tests and benchmarks.
+	conflicts, refreshes atomic.Int64
 }
 
 func newNetCache(netUUID string) *netCache {
@@ -75,6 +98,7 @@ func newNetCache(netUUID string) *netCache {
 		quar:      map[netip.Addr]quarEntry{},
 		blocks:    map[netip.Prefix]*blockEntry{},
 		blockHold: map[netip.Prefix]bool{},
+		blockLow:  map[blockLowKey]netip.Prefix{},
 		cursors:   map[netip.Prefix]netip.Addr{},
 		rnd:       rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 	}
@@ -108,6 +132,7 @@ func (c *netCache) refresh(ctx context.Context, kv store.KV, seen uint64) error 
 	if skip {
 		return nil
 	}
+	c.refreshes.Add(1)
 
 	resKVs, resRev, err := kv.List(ctx, reservationNetPrefix(c.uuid))
 	if err != nil {
@@ -178,10 +203,17 @@ func (c *netCache) refresh(ctx context.Context, kv store.KV, seen uint64) error 
 		}
 	}
 	c.taken, c.quar, c.blocks = taken, quar, blocks
+	clear(c.blockLow)
 	c.recomputeBlockBits()
 	c.loaded = true
 	c.gen++
 	return nil
+}
+
+// blockLowKey identifies the blocks of one length in one subnet.
+type blockLowKey struct {
+	subnet netip.Prefix
+	bits   int
 }
 
 // decodeBlock decodes a stored block.
@@ -199,7 +231,12 @@ func decodeBlock(kv store.KeyValue) (*blockEntry, error) {
 		return nil, fmt.Errorf("ipam: block key %q: %w", kv.Key, err)
 	}
 	b.ResourceVersion = kv.ModRevision
-	return &blockEntry{kv: kv, block: b, prefix: p, draining: b.Labels[labelReleasing] != ""}, nil
+	e := &blockEntry{kv: kv, block: b, prefix: p}
+	if mark, ok := b.Labels[labelReleasing]; ok {
+		e.draining = true
+		e.markedAt, _ = time.Parse(time.RFC3339Nano, mark)
+	}
+	return e, nil
 }
 
 // recomputeBlockBits rebuilds blockBits. Called with mu held.
@@ -220,6 +257,27 @@ func (c *netCache) putBlock(e *blockEntry) {
 		c.blockBits = append(c.blockBits, e.prefix.Bits())
 		slices.Sort(c.blockBits)
 	}
+}
+
+// markCleared records that this instance cleared the releasing mark of e
+// at revision rev. Called with mu held.
+func (c *netCache) markCleared(e *blockEntry, rev int64) {
+	b := e.block
+	b.Labels = maps.Clone(b.Labels)
+	delete(b.Labels, labelReleasing)
+	if len(b.Labels) == 0 {
+		b.Labels = nil
+	}
+	b.ResourceVersion = rev
+	val, err := blockValue(b, time.Time{})
+	if err != nil {
+		return
+	}
+	c.putBlock(&blockEntry{
+		kv:     store.KeyValue{Key: e.kv.Key, Value: val, CreateRevision: e.kv.CreateRevision, ModRevision: rev},
+		block:  b,
+		prefix: e.prefix,
+	})
 }
 
 // blockAt returns the cached block containing a. Called with mu held.

@@ -302,7 +302,7 @@ func (m *IPAM) allocExplicit(ctx context.Context, c *netCache, n Network, s *sub
 			// Taking an address of a block being released cancels the
 			// release: ReleaseBlock's delete then fails and it finds the
 			// block in use.
-			if unmarked, err = blockValue(blk.block, false); err != nil {
+			if unmarked, err = blockValue(blk.block, time.Time{}); err != nil {
 				return made{}, err
 			}
 			ops = append(ops, store.Put(blk.kv.Key, unmarked))
@@ -314,9 +314,7 @@ func (m *IPAM) allocExplicit(ctx context.Context, c *netCache, n Network, s *sub
 			c.taken[a] = rev
 			delete(c.quar, a)
 			if unmarked != nil {
-				if e, derr := decodeBlock(store.KeyValue{Key: blk.kv.Key, Value: unmarked, CreateRevision: blk.kv.CreateRevision, ModRevision: rev}); derr == nil {
-					c.putBlock(e)
-				}
+				c.markCleared(blk, rev)
 			}
 			c.mu.Unlock()
 			return made{res: res, kv: store.KeyValue{Key: key, Value: val, ModRevision: rev}, created: true}, nil
@@ -357,6 +355,7 @@ type candidate struct {
 	gen    uint64
 	cmps   []store.Cmp
 	ops    []store.Op
+	unmark *blockEntry // block whose abandoned releasing mark ops clear
 }
 
 // pick chooses a candidate for automatic allocation from the cache: the
@@ -369,9 +368,18 @@ func (m *IPAM) pick(ctx context.Context, c *netCache, subs []*subnet, node strin
 	defer c.mu.Unlock()
 	found := func(s *subnet, region netip.Prefix, a netip.Addr) (candidate, bool, error) {
 		cand := candidate{addr: a, region: region, gen: c.gen}
-		bc, _ := blockCond(c, s, a)
+		bc, blk := blockCond(c, s, a)
 		qkey := quarantineKey(c.uuid, a)
 		cand.cmps = []store.Cmp{store.Absent(reservationKey(c.uuid, a)), bc}
+		if blk != nil && blk.draining {
+			// An abandoned releasing mark (scan skipped live ones): clear it.
+			val, err := blockValue(blk.block, time.Time{})
+			if err != nil {
+				return candidate{}, false, err
+			}
+			cand.ops = append(cand.ops, store.Put(blk.kv.Key, val))
+			cand.unmark = blk
+		}
 		if q, ok := c.quar[a]; ok {
 			// Expired (scan checked): removed in the same transaction.
 			cand.cmps = append(cand.cmps, store.Unchanged(q.kv))
@@ -384,7 +392,7 @@ func (m *IPAM) pick(ctx context.Context, c *netCache, subs []*subnet, node strin
 	}
 	if node != "" {
 		for _, s := range subs {
-			for _, e := range c.sortedBlocks(s, func(e *blockEntry) bool { return e.block.Node == node && !e.draining }) {
+			for _, e := range c.sortedBlocks(s, func(e *blockEntry) bool { return e.block.Node == node && !e.releasing(now) }) {
 				a, err := c.scan(ctx, s, e.prefix, false, now)
 				if err != nil {
 					return candidate{}, false, err
@@ -408,7 +416,7 @@ func (m *IPAM) pick(ctx context.Context, c *netCache, subs []*subnet, node strin
 		}
 	}
 	for _, s := range subs {
-		for _, e := range c.sortedBlocks(s, func(e *blockEntry) bool { return !e.draining && (node == "" || e.block.Node != node) }) {
+		for _, e := range c.sortedBlocks(s, func(e *blockEntry) bool { return !e.releasing(now) && (node == "" || e.block.Node != node) }) {
 			a, err := c.scan(ctx, s, e.prefix, false, now)
 			if err != nil {
 				return candidate{}, false, err
@@ -481,6 +489,9 @@ func (m *IPAM) allocAuto(ctx context.Context, c *netCache, n Network, subs []*su
 		case err == nil:
 			c.taken[cand.addr] = rev
 			delete(c.quar, cand.addr)
+			if cand.unmark != nil {
+				c.markCleared(cand.unmark, rev)
+			}
 		case errors.Is(err, store.ErrConflict):
 			if _, ok := c.taken[cand.addr]; !ok {
 				c.taken[cand.addr] = 0
@@ -496,6 +507,7 @@ func (m *IPAM) allocAuto(ctx context.Context, c *netCache, n Network, subs []*su
 			return made{}, fmt.Errorf("ipam: reserve %s in network %s: %w", cand.addr, n.name(), err)
 		}
 		conflicts++
+		c.conflicts.Add(1)
 		if err := c.refresh(ctx, m.kv, cand.gen); err != nil {
 			return made{}, err
 		}
