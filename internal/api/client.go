@@ -84,9 +84,10 @@ func (c *Client) Get(ctx context.Context, plural, uuid string, out any) error {
 }
 
 // GetByFQName reads the one object of plural whose fq_name is fq into out,
-// through GET /v1/<plural>?fq_name=<fq>. The controller may answer with the
-// object itself or with a List; a List must hold exactly one item, and an
-// empty one gives an error wrapping ErrNotFound.
+// through GET /v1/<plural>?fq_name=<fq>. The controller answers with the
+// object (it completes a short name with the kind's default parent) or an
+// error wrapping ErrNotFound. Should it answer with a List instead, the
+// client keeps the items whose fq_name is fq, of which there must be one.
 func (c *Client) GetByFQName(ctx context.Context, plural, fq string, out any) error {
 	if fq == "" {
 		return errors.New("get " + plural + ": empty fq_name")
@@ -99,14 +100,26 @@ func (c *Client) GetByFQName(ctx context.Context, plural, fq string, out any) er
 	var probe struct {
 		Items *[]json.RawMessage `json:"items"`
 	}
-	if err := json.Unmarshal(raw, &probe); err == nil && probe.Items != nil {
-		switch n := len(*probe.Items); n {
+	if err := json.Unmarshal(raw, &probe); err != nil {
+		return fmt.Errorf("decode %s %s: %w", plural, fq, err)
+	}
+	if probe.Items != nil {
+		var match []json.RawMessage
+		for _, item := range *probe.Items {
+			var m struct {
+				FQName string `json:"fq_name"`
+			}
+			if json.Unmarshal(item, &m) == nil && m.FQName == fq {
+				match = append(match, item)
+			}
+		}
+		switch len(match) {
 		case 0:
 			return NotFound("%s %s not found", plural, fq)
 		case 1:
-			raw = (*probe.Items)[0]
+			raw = match[0]
 		default:
-			return fmt.Errorf("get %s by fq_name %s: %d objects match, want 1", plural, fq, n)
+			return fmt.Errorf("get %s by fq_name %s: %d objects match, want 1", plural, fq, len(match))
 		}
 	}
 	if out == nil {

@@ -172,9 +172,21 @@ func TestClientCalls(t *testing.T) {
 	}, {
 		name:   "get network by fq_name",
 		routes: map[string]string{"GET /v1/networks": netJSON},
-		call:   func(c *Client) (any, error) { return c.GetNetwork(ctx, "d:p:blue") },
+		call:   func(c *Client) (any, error) { return c.GetNetwork(ctx, "default-domain:default-project:blue") },
 		want:   wantNet,
-		seen:   []clientSeen{{Method: "GET", Path: "/v1/networks", Query: "fq_name=d%3Ap%3Ablue"}},
+		seen:   []clientSeen{{Method: "GET", Path: "/v1/networks", Query: "fq_name=default-domain%3Adefault-project%3Ablue"}},
+	}, {
+		name:   "get network by short name, completed by the controller",
+		routes: map[string]string{"GET /v1/networks": netJSON},
+		call:   func(c *Client) (any, error) { return c.GetNetwork(ctx, "blue") },
+		want:   wantNet,
+		seen:   []clientSeen{{Method: "GET", Path: "/v1/networks", Query: "fq_name=blue"}},
+	}, {
+		name:   "get by fq_name keeps the matching item of a list",
+		routes: map[string]string{"GET /v1/networks": `{"kind":"network","revision":9,"items":[{"fq_name":"default-domain:default-project:red"},` + netJSON + `,{"name":"x"}]}`},
+		call:   func(c *Client) (any, error) { return c.GetNetwork(ctx, "default-domain:default-project:blue") },
+		want:   wantNet,
+		seen:   []clientSeen{{Method: "GET", Path: "/v1/networks", Query: "fq_name=default-domain%3Adefault-project%3Ablue"}},
 	}, {
 		name:   "list networks",
 		routes: map[string]string{"GET /v1/networks": `{"kind":"network","revision":3,"items":[` + netJSON + `,` + netJSON + `]}`},
@@ -320,7 +332,9 @@ func TestClientGetByFQNameListAnswers(t *testing.T) {
 		notFound   bool
 	}{
 		{"empty list", `{"kind":"network","revision":1,"items":[]}`, true},
-		{"two items", `{"kind":"network","revision":1,"items":[{"name":"a"},{"name":"b"}]}`, false},
+		{"no item matches", `{"kind":"network","revision":1,"items":[{"fq_name":"d:p:b"},{"name":"a"}]}`, true},
+		{"two items match", `{"kind":"network","revision":1,"items":[{"fq_name":"d:p:a"},{"fq_name":"d:p:a"}]}`, false},
+		{"not an object", `[1]`, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
