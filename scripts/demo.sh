@@ -8,12 +8,13 @@ bin=$(cd "$(dirname "$0")/.." && pwd)/bin
 port=${WEFT_DEMO_PORT:-8082}
 export WEFT_SERVER=http://127.0.0.1:$port
 mkdir -p "$dir"
+export PATH="$bin:$PATH"
 
 if [ -f "$dir/controller.pid" ] && kill -0 "$(cat "$dir/controller.pid")" 2>/dev/null; then
   echo "== a demo controller is already running (pid $(cat "$dir/controller.pid")); reusing it"
 else
   rm -rf "$dir/data"
-  "$bin/weft" controller --listen "127.0.0.1:$port" --data-dir "$dir/data" \
+  weft controller --listen "127.0.0.1:$port" --data-dir "$dir/data" \
     --etcd-listen http://127.0.0.1:0 --quarantine 10s >"$dir/controller.log" 2>&1 &
   echo $! >"$dir/controller.pid"
   for _ in $(seq 1 100); do
@@ -24,7 +25,7 @@ else
 fi
 
 step() { printf '\n== %s\n$ %s\n' "$1" "${*:2}"; "${@:2}"; }
-w="$bin/weftctl"
+w=weftctl
 step "the controller and its defaults" "$w" version
 step "networks created at start" "$w" network list
 "$w" network delete blue >/dev/null 2>&1 || true

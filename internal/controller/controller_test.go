@@ -25,8 +25,14 @@ var (
 	etcdErr  error
 )
 
+// cleanups run after every test and benchmark of the binary, last first.
+var cleanups []func()
+
 func TestMain(m *testing.M) {
 	code := m.Run()
+	for i := len(cleanups) - 1; i >= 0; i-- {
+		cleanups[i]()
+	}
 	if etcdSrv != nil {
 		etcdSrv.Close()
 		_ = os.RemoveAll(etcdDir)
@@ -93,21 +99,28 @@ func testConfig() Config {
 }
 
 type testEnv struct {
+	net string // the benchmarks' network
 	c   *Controller
 	ts  *httptest.Server
 	cli *api.Client
 	kv  store.KV
 }
 
+func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func newHTTPTestServer(t testing.TB, c *Controller) *httptest.Server {
+	ts := httptest.NewServer(c.Server)
+	t.Cleanup(ts.Close)
+	return ts
+}
+
 func newEnv(t *testing.T, kv store.KV) *testEnv {
 	t.Helper()
-	ctx := context.Background()
-	c, err := NewWithStore(ctx, testConfig(), kv, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c, err := NewWithStore(context.Background(), testConfig(), kv, discardLog())
 	if err != nil {
 		t.Fatalf("controller: %v", err)
 	}
-	ts := httptest.NewServer(c.Server)
-	t.Cleanup(ts.Close)
+	ts := newHTTPTestServer(t, c)
 	return &testEnv{c: c, ts: ts, cli: api.NewClient(ts.URL, nil), kv: kv}
 }
 
