@@ -580,4 +580,3 @@ func TestWatchEventTypesAndKindFilter(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
-

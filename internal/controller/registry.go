@@ -61,9 +61,9 @@ type addressManager interface {
 type Registry struct {
 	kv    store.KV
 	vteps VTEPPool
-	ipam addressManager
-	now  func() time.Time
-	log  *slog.Logger
+	ipam  addressManager
+	now   func() time.Time
+	log   *slog.Logger
 }
 
 // NewRegistry returns a registry over kv. Nodes get VTEP addresses from
