@@ -590,13 +590,16 @@ func TestNodeAllocation(t *testing.T) {
 		t.Fatal("allocation without node leased a block")
 	}
 	// With node: a block is leased and used; next ones come from it.
-	var nodeAddrs []netip.Addr
+	nodeAddrs := map[netip.Addr]bool{}
 	for range 20 {
 		a := alloc1(t, m, n, api.AllocateRequest{Owner: "t", Node: "node-a"})
 		if !inBlockOf(a, "node-a") {
 			t.Fatalf("node allocation %s not in node-a's block", a)
 		}
-		nodeAddrs = append(nodeAddrs, a)
+		if nodeAddrs[a] {
+			t.Fatalf("node allocation %s handed out twice", a)
+		}
+		nodeAddrs[a] = true
 	}
 	if bs := mustBlocks(t, m, n.UUID); len(bs) != 2 {
 		t.Fatalf("blocks after 20 node allocations: %d, want 2", len(bs))
