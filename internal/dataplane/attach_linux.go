@@ -1,0 +1,778 @@
+//go:build linux
+
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/weft-sdn/weft/internal/netns"
+)
+
+// Attach gives the container at ep.Netns an interface ep.IfName on
+// network n: a veth whose other end (ep.HostIf) sits in the network's
+// router namespace, created if needed. It returns ep with HostIf, MAC,
+// MTU and IPs (with their subnets' prefix lengths) filled in.
+//
+// Attach is idempotent: an existing attachment with the same
+// configuration succeeds (missing routes or neighbour entries are put
+// back); one with a different configuration is an error. When Attach
+// fails, everything it created is removed again.
+func (l *Linux) Attach(ctx context.Context, n Network, ep Endpoint) (_ Endpoint, err error) {
+	if err := ctx.Err(); err != nil {
+		return ep, fmt.Errorf("attach: %w", err)
+	}
+	if err := n.validate(); err != nil {
+		return ep, fmt.Errorf("attach: %w", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	macGiven, mtuGiven := len(ep.MAC) > 0, ep.MTU > 0
+	ep, addrs, err := ep.normalize(n, l.networkMTU(ctx, n))
+	if err != nil {
+		return ep, fmt.Errorf("attach: %w", err)
+	}
+	what := ep.ContainerID + "/" + ep.IfName
+	if ep.Netns == "" {
+		return ep, fmt.Errorf("attach %s: missing netns", what)
+	}
+	cns, err := netns.Open(ep.Netns)
+	if err != nil {
+		return ep, fmt.Errorf("attach %s: %w", what, err)
+	}
+	defer cns.Close()
+	ch, err := netlink.NewHandleAt(cns)
+	if err != nil {
+		return ep, fmt.Errorf("attach %s: netlink handle in %s: %w", what, ep.Netns, err)
+	}
+	defer ch.Close()
+
+	r, createdNS, err := l.ensureRouter(ctx, n)
+	if err != nil {
+		return ep, fmt.Errorf("attach %s: %w", what, err)
+	}
+	createdVeth := false
+	defer func() {
+		if err == nil {
+			r.close()
+			return
+		}
+		// Undo: deleting the host veth removes its peer and every route
+		// and neighbour entry on either end.
+		if createdVeth {
+			if c, cerr := ch.LinkByName(ep.IfName); cerr == nil {
+				if derr := l.removeSourceRules(ctx, ch, ep.Netns, c); derr != nil {
+					l.log.ErrorContext(ctx, "undo attach: remove source rules", "netns", ep.Netns, "err", derr)
+				}
+			}
+			derr := r.h.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: ep.HostIf}})
+			switch {
+			case derr == nil:
+				l.changed(ctx, "undo attach: deleted veth", "netns", r.name, "link", ep.HostIf)
+			case !isLinkNotFound(derr):
+				l.log.ErrorContext(ctx, "undo attach: delete veth", "netns", r.name, "link", ep.HostIf, "err", derr)
+			}
+		}
+		if createdNS {
+			if derr := l.removeRouter(ctx, r); derr != nil {
+				l.log.ErrorContext(ctx, "undo attach: remove router namespace", "netns", r.name, "err", derr)
+			}
+		} else {
+			r.close()
+		}
+	}()
+	if err := l.hook("router"); err != nil {
+		return ep, fmt.Errorf("attach %s: %w", what, err)
+	}
+
+	host, err := r.h.LinkByName(ep.HostIf)
+	if err != nil && !isLinkNotFound(err) {
+		return ep, fmt.Errorf("attach %s: find %s in %s: %w", what, ep.HostIf, r.name, err)
+	}
+	cl, err := ch.LinkByName(ep.IfName)
+	if err != nil && !isLinkNotFound(err) {
+		return ep, fmt.Errorf("attach %s: find %s in %s: %w", what, ep.IfName, ep.Netns, err)
+	}
+	if host != nil && cl != nil && isPeer(host, cl) {
+		// Existing attachment: same configuration or an error. A MAC or
+		// MTU that was not asked for is whatever the interface has.
+		if !macGiven {
+			ep.MAC = cl.Attrs().HardwareAddr
+		}
+		if !mtuGiven {
+			ep.MTU = cl.Attrs().MTU
+		}
+		if diff := l.attachmentDiff(ch, cl, ep); diff != "" {
+			return ep, fmt.Errorf("attach %s: %s in %s is already attached with a different configuration: %s", what, ep.IfName, ep.Netns, diff)
+		}
+		if err := l.configureHost(ctx, r, host); err != nil {
+			return ep, fmt.Errorf("attach %s: %w", what, err)
+		}
+		if err := l.configureContainer(ctx, ch, cl, ep, addrs, host.Attrs().HardwareAddr); err != nil {
+			return ep, fmt.Errorf("attach %s: %w", what, err)
+		}
+		if err := l.ensureEndpointRoutes(ctx, r, host, ep, false); err != nil {
+			return ep, fmt.Errorf("attach %s: %w", what, err)
+		}
+		l.log.InfoContext(ctx, "attachment already present", "container", ep.ContainerID, "ifname", ep.IfName, "netns", r.name, "hostif", ep.HostIf)
+		return ep, nil
+	}
+	if cl != nil {
+		return ep, fmt.Errorf("attach %s: interface %s already exists in %s", what, ep.IfName, ep.Netns)
+	}
+	if host != nil {
+		// Its peer is gone or elsewhere (a re-created sandbox): replace it.
+		if err := r.h.LinkDel(host); err != nil && !isLinkNotFound(err) {
+			return ep, fmt.Errorf("attach %s: delete stale %s in %s: %w", what, ep.HostIf, r.name, err)
+		}
+		l.changed(ctx, "deleted stale host veth", "netns", r.name, "link", ep.HostIf)
+		l.log.WarnContext(ctx, "replaced stale host veth", "netns", r.name, "link", ep.HostIf, "container", ep.ContainerID)
+	}
+	if err := l.checkAddrsFree(r, ep); err != nil {
+		return ep, fmt.Errorf("attach %s: %w", what, err)
+	}
+
+	hmac := hostMAC(ep.ContainerID, ep.IfName)
+	veth := netlink.NewVeth(netlink.NewLinkAttrs())
+	veth.Name = ep.HostIf
+	veth.MTU = ep.MTU
+	veth.HardwareAddr = hmac
+	veth.PeerName = ep.IfName
+	veth.PeerHardwareAddr = ep.MAC
+	veth.PeerMTU = uint32(ep.MTU)
+	veth.PeerNamespace = netlink.NsFd(cns)
+	if err := r.h.LinkAdd(veth); err != nil {
+		return ep, fmt.Errorf("attach %s: add veth %s in %s (peer %s in %s): %w", what, ep.HostIf, r.name, ep.IfName, ep.Netns, err)
+	}
+	createdVeth = true
+	l.changed(ctx, "created veth", "netns", r.name, "link", ep.HostIf, "peer", ep.IfName, "container_netns", ep.Netns)
+	if err := l.hook("veth"); err != nil {
+		return ep, fmt.Errorf("attach %s: %w", what, err)
+	}
+	if host, err = r.h.LinkByName(ep.HostIf); err != nil {
+		return ep, fmt.Errorf("attach %s: find new %s in %s: %w", what, ep.HostIf, r.name, err)
+	}
+	if err := r.h.LinkSetIP6AddrGenMode(host, addrGenModeNone); err != nil {
+		return ep, fmt.Errorf("attach %s: set addrgenmode none on %s in %s: %w", what, ep.HostIf, r.name, err)
+	}
+	if err := l.configureHost(ctx, r, host); err != nil {
+		return ep, fmt.Errorf("attach %s: %w", what, err)
+	}
+	if err := l.hook("host"); err != nil {
+		return ep, fmt.Errorf("attach %s: %w", what, err)
+	}
+	if cl, err = ch.LinkByName(ep.IfName); err != nil {
+		return ep, fmt.Errorf("attach %s: find new %s in %s: %w", what, ep.IfName, ep.Netns, err)
+	}
+	if err := l.configureContainer(ctx, ch, cl, ep, addrs, hmac); err != nil {
+		return ep, fmt.Errorf("attach %s: %w", what, err)
+	}
+	if err := l.hook("container"); err != nil {
+		return ep, fmt.Errorf("attach %s: %w", what, err)
+	}
+	if err := l.ensureEndpointRoutes(ctx, r, host, ep, false); err != nil {
+		return ep, fmt.Errorf("attach %s: %w", what, err)
+	}
+	if err := l.hook("routes"); err != nil {
+		return ep, fmt.Errorf("attach %s: %w", what, err)
+	}
+	l.log.InfoContext(ctx, "attached", "container", ep.ContainerID, "ifname", ep.IfName, "network", n.name(), "netns", r.name, "hostif", ep.HostIf, "ips", ep.IPs)
+	return ep, nil
+}
+
+// isPeer reports whether host and cl are the two ends of one veth.
+func isPeer(host, cl netlink.Link) bool {
+	if host.Type() != "veth" || cl.Type() != "veth" {
+		return false
+	}
+	return host.Attrs().ParentIndex == cl.Attrs().Index && cl.Attrs().ParentIndex == host.Attrs().Index
+}
+
+// attachmentDiff describes how the container interface cl differs from
+// ep ("" when it matches): MAC, MTU and the set of global addresses.
+func (l *Linux) attachmentDiff(ch *netlink.Handle, cl netlink.Link, ep Endpoint) string {
+	var diffs []string
+	if got := cl.Attrs().HardwareAddr.String(); got != ep.MAC.String() {
+		diffs = append(diffs, fmt.Sprintf("mac %s, want %s", got, ep.MAC))
+	}
+	if got := cl.Attrs().MTU; got != ep.MTU {
+		diffs = append(diffs, fmt.Sprintf("mtu %d, want %d", got, ep.MTU))
+	}
+	have, err := globalAddrs(ch, cl)
+	if err != nil {
+		return err.Error()
+	}
+	want := slices.Clone(ep.IPs)
+	slices.SortFunc(want, comparePrefix)
+	slices.SortFunc(have, comparePrefix)
+	if !slices.Equal(have, want) {
+		diffs = append(diffs, fmt.Sprintf("addresses %v, want %v", have, want))
+	}
+	return strings.Join(diffs, "; ")
+}
+
+func globalAddrs(h *netlink.Handle, link netlink.Link) ([]netip.Prefix, error) {
+	addrs, err := retry(func() ([]netlink.Addr, error) { return h.AddrList(link, netlink.FAMILY_ALL) })
+	if err != nil {
+		return nil, fmt.Errorf("list addresses of %s: %w", link.Attrs().Name, err)
+	}
+	var out []netip.Prefix
+	for _, a := range addrs {
+		p, ok := prefixOf(a.IPNet)
+		if !ok || p.Addr().IsLinkLocalUnicast() {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// checkAddrsFree fails when an address of ep is already routed to another
+// interface of the router namespace (another endpoint holds it).
+func (l *Linux) checkAddrsFree(r *router, ep Endpoint) error {
+	for _, ip := range ep.IPs {
+		dst := hostPrefix(ip.Addr())
+		routes, err := retry(func() ([]netlink.Route, error) {
+			return r.h.RouteListFiltered(family(ip.Addr()), &netlink.Route{Dst: ipnetOf(dst), Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_DST|netlink.RT_FILTER_TABLE)
+		})
+		if err != nil {
+			return fmt.Errorf("list routes to %s in %s: %w", dst, r.name, err)
+		}
+		for _, rt := range routes {
+			name := fmt.Sprintf("ifindex %d", rt.LinkIndex)
+			if link, err := r.h.LinkByIndex(rt.LinkIndex); err == nil {
+				if link.Attrs().Name == ep.HostIf {
+					continue
+				}
+				name = link.Attrs().Name
+			}
+			return fmt.Errorf("address %s already in use by %s in %s", ip.Addr(), name, r.name)
+		}
+	}
+	return nil
+}
+
+// configureHost sets up the router-side veth end: no proxy ARP, up.
+func (l *Linux) configureHost(ctx context.Context, r *router, host netlink.Link) error {
+	name := host.Attrs().Name
+	if err := l.ensureSysctls(ctx, r.path, r.name, []sysctl{{key: "ipv4/conf/" + name + "/proxy_arp", value: "0"}}); err != nil {
+		return err
+	}
+	return l.ensureUp(ctx, r.h, host, r.name)
+}
+
+// configureContainer sets up the container end cl: up, addresses without
+// prefix routes, a permanent neighbour entry per gateway, a route per
+// subnet via its gateway and a default route per family when the
+// container has none.
+func (l *Linux) configureContainer(ctx context.Context, ch *netlink.Handle, cl netlink.Link, ep Endpoint, addrs []epAddr, gwMAC net.HardwareAddr) error {
+	if err := l.ensureUp(ctx, ch, cl, ep.Netns); err != nil {
+		return err
+	}
+	have, err := globalAddrs(ch, cl)
+	if err != nil {
+		return fmt.Errorf("%w in %s", err, ep.Netns)
+	}
+	for _, a := range addrs {
+		if slices.Contains(have, a.IP) {
+			continue
+		}
+		flags := unix.IFA_F_NOPREFIXROUTE
+		if a.IP.Addr().Is6() {
+			flags |= unix.IFA_F_NODAD
+		}
+		if err := ch.AddrAdd(cl, &netlink.Addr{IPNet: ipnetOf(a.IP), Flags: flags}); err != nil {
+			return fmt.Errorf("add address %s to %s in %s: %w", a.IP, ep.IfName, ep.Netns, err)
+		}
+		l.changed(ctx, "added container address", "netns", ep.Netns, "link", ep.IfName, "addr", a.IP)
+	}
+
+	// One gateway entry and subnet route per subnet, in address order.
+	var subnets []Subnet
+	for _, a := range addrs {
+		if !slices.Contains(subnets, a.Subnet) {
+			subnets = append(subnets, a.Subnet)
+		}
+	}
+	for _, s := range subnets {
+		if err := l.ensureNeigh(ctx, ch, ep.Netns, cl, s.Gateway, gwMAC); err != nil {
+			return err
+		}
+	}
+	routes, err := listTable(ch, unix.RT_TABLE_MAIN)
+	if err != nil {
+		return fmt.Errorf("list routes in %s: %w", ep.Netns, err)
+	}
+	for _, s := range subnets {
+		if err := l.ensureContainerRoute(ctx, ch, ep, cl, unix.RT_TABLE_MAIN, &routes, s.Prefix, s.Gateway); err != nil {
+			return err
+		}
+	}
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		var famSubnets []Subnet
+		for _, s := range subnets {
+			if family(s.Gateway) == fam {
+				famSubnets = append(famSubnets, s)
+			}
+		}
+		if len(famSubnets) == 0 {
+			continue
+		}
+		gw := famSubnets[0].Gateway
+		def := defaultPrefix(fam)
+		switch via := defaultLink(routes, fam); via {
+		case 0:
+			if err := l.ensureContainerRoute(ctx, ch, ep, cl, unix.RT_TABLE_MAIN, &routes, def, gw); err != nil {
+				return err
+			}
+		case cl.Attrs().Index:
+			// Ours already.
+		default:
+			// Another interface has the default route: replies from this
+			// interface's addresses must still leave through it (the
+			// subnets may even overlap), so route them from a table of
+			// their own.
+			table := containerTable(cl)
+			troutes, err := listTable(ch, table)
+			if err != nil {
+				return fmt.Errorf("list routes of table %d in %s: %w", table, ep.Netns, err)
+			}
+			for _, s := range famSubnets {
+				if err := l.ensureContainerRoute(ctx, ch, ep, cl, table, &troutes, s.Prefix, s.Gateway); err != nil {
+					return err
+				}
+			}
+			if err := l.ensureContainerRoute(ctx, ch, ep, cl, table, &troutes, def, gw); err != nil {
+				return err
+			}
+			for _, a := range addrs {
+				if family(a.IP.Addr()) == fam {
+					if err := l.ensureSourceRule(ctx, ch, ep, a.IP.Addr(), table); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// Source routing of secondary container interfaces: table
+// containerTableBase+ifindex, selected by a rule per address at
+// sourceRulePriority (before the main table).
+const (
+	containerTableBase = 1000000
+	sourceRulePriority = 30000
+)
+
+func containerTable(cl netlink.Link) int { return containerTableBase + cl.Attrs().Index }
+
+func listTable(h *netlink.Handle, table int) ([]netlink.Route, error) {
+	return retry(func() ([]netlink.Route, error) {
+		return h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: table}, netlink.RT_FILTER_TABLE)
+	})
+}
+
+func defaultPrefix(fam int) netip.Prefix {
+	if fam == netlink.FAMILY_V6 {
+		return netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+	}
+	return netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+}
+
+// defaultLink is the interface of the preferred default route of fam in
+// routes, 0 when there is none.
+func defaultLink(routes []netlink.Route, fam int) int {
+	best, link := -1, 0
+	for _, rt := range routes {
+		p, ok := prefixOf(rt.Dst)
+		if !ok || p.Bits() != 0 || family(p.Addr()) != fam {
+			continue
+		}
+		if best < 0 || rt.Priority < best {
+			best, link = rt.Priority, rt.LinkIndex
+			if link == 0 {
+				link = -1 // multipath or unreachable: someone's default
+			}
+		}
+	}
+	return link
+}
+
+// ensureSourceRule adds "from ip lookup table" unless present.
+func (l *Linux) ensureSourceRule(ctx context.Context, ch *netlink.Handle, ep Endpoint, ip netip.Addr, table int) error {
+	rules, err := retry(func() ([]netlink.Rule, error) { return ch.RuleList(family(ip)) })
+	if err != nil {
+		return fmt.Errorf("list rules in %s: %w", ep.Netns, err)
+	}
+	src := hostPrefix(ip)
+	for _, ru := range rules {
+		if p, ok := prefixOf(ru.Src); ok && p == src && ru.Table == table {
+			return nil
+		}
+	}
+	ru := netlink.NewRule()
+	ru.Family = family(ip)
+	ru.Src = ipnetOf(src)
+	ru.Table = table
+	ru.Priority = sourceRulePriority
+	if err := ch.RuleAdd(ru); err != nil {
+		return fmt.Errorf("add rule from %s lookup %d in %s: %w", src, table, ep.Netns, err)
+	}
+	l.changed(ctx, "added source rule", "netns", ep.Netns, "from", src, "table", table)
+	return nil
+}
+
+// removeSourceRules deletes the rules pointing at cl's table (its routes
+// go away with the interface; rules would not).
+func (l *Linux) removeSourceRules(ctx context.Context, ch *netlink.Handle, ns string, cl netlink.Link) error {
+	table := containerTable(cl)
+	rules, err := retry(func() ([]netlink.Rule, error) { return ch.RuleList(netlink.FAMILY_ALL) })
+	if err != nil {
+		return fmt.Errorf("list rules in %s: %w", ns, err)
+	}
+	var errs []error
+	for _, ru := range rules {
+		if ru.Table != table {
+			continue
+		}
+		if err := ch.RuleDel(&ru); err != nil && !isNotExist(err) {
+			errs = append(errs, fmt.Errorf("delete rule lookup %d in %s: %w", table, ns, err))
+			continue
+		}
+		l.changed(ctx, "deleted source rule", "netns", ns, "table", table)
+	}
+	return errors.Join(errs...)
+}
+
+func hasDefault(routes []netlink.Route, fam int) bool {
+	for _, rt := range routes {
+		p, ok := prefixOf(rt.Dst)
+		if ok && p.Bits() == 0 && family(p.Addr()) == fam {
+			return true
+		}
+	}
+	return false
+}
+
+// ensureContainerRoute adds dst via gw dev cl onlink to table unless
+// present. When
+// another interface already routes dst (overlapping networks in one
+// container), the route gets the lowest free metric so both coexist; the
+// first one wins unless the sender binds to an interface.
+func (l *Linux) ensureContainerRoute(ctx context.Context, ch *netlink.Handle, ep Endpoint, cl netlink.Link, table int, routes *[]netlink.Route, dst netip.Prefix, gw netip.Addr) error {
+	used := map[int]bool{}
+	for _, rt := range *routes {
+		p, ok := prefixOf(rt.Dst)
+		if !ok || p != dst {
+			continue
+		}
+		if rt.LinkIndex == cl.Attrs().Index && addrOf(rt.Gw) == gw {
+			return nil
+		}
+		used[rt.Priority] = true
+	}
+	metric := 0
+	if dst.Addr().Is6() {
+		metric = 1024 // the kernel's default for IPv6
+	}
+	for used[metric] {
+		metric++
+	}
+	rt := netlink.Route{
+		LinkIndex: cl.Attrs().Index,
+		Dst:       ipnetOf(dst),
+		Gw:        gw.AsSlice(),
+		Flags:     int(netlink.FLAG_ONLINK),
+		Priority:  metric,
+		Protocol:  unix.RTPROT_STATIC,
+		Table:     table,
+	}
+	if err := ch.RouteAdd(&rt); err != nil {
+		return fmt.Errorf("add route %s via %s dev %s table %d in %s: %w", dst, gw, ep.IfName, table, ep.Netns, err)
+	}
+	*routes = append(*routes, rt)
+	l.changed(ctx, "added container route", "netns", ep.Netns, "dst", dst, "via", gw, "link", ep.IfName, "table", table, "metric", metric)
+	return nil
+}
+
+// ensureNeigh makes ip -> mac a permanent neighbour entry on link.
+func (l *Linux) ensureNeigh(ctx context.Context, h *netlink.Handle, ns string, link netlink.Link, ip netip.Addr, mac net.HardwareAddr) error {
+	neighs, err := retry(func() ([]netlink.Neigh, error) { return h.NeighList(link.Attrs().Index, family(ip)) })
+	if err != nil {
+		return fmt.Errorf("list neighbours of %s in %s: %w", link.Attrs().Name, ns, err)
+	}
+	for _, nb := range neighs {
+		if addrOf(nb.IP) == ip && nb.HardwareAddr.String() == mac.String() && nb.State&netlink.NUD_PERMANENT != 0 {
+			return nil
+		}
+	}
+	return l.setNeigh(ctx, h, ns, link, ip, mac)
+}
+
+func (l *Linux) setNeigh(ctx context.Context, h *netlink.Handle, ns string, link netlink.Link, ip netip.Addr, mac net.HardwareAddr) error {
+	nb := &netlink.Neigh{
+		LinkIndex:    link.Attrs().Index,
+		Family:       family(ip),
+		State:        netlink.NUD_PERMANENT,
+		IP:           ip.AsSlice(),
+		HardwareAddr: mac,
+	}
+	if err := h.NeighSet(nb); err != nil {
+		return fmt.Errorf("set neighbour %s lladdr %s dev %s in %s: %w", ip, mac, link.Attrs().Name, ns, err)
+	}
+	l.changed(ctx, "set neighbour", "netns", ns, "ip", ip, "lladdr", mac, "link", link.Attrs().Name)
+	return nil
+}
+
+// ensureEndpointRoutes puts a host route and a permanent neighbour entry
+// per address of ep on its host veth. With prune, other routes and
+// permanent entries on that veth are removed.
+func (l *Linux) ensureEndpointRoutes(ctx context.Context, r *router, host netlink.Link, ep Endpoint, prune bool) error {
+	var routes []wantRoute
+	neighs := map[netip.Addr]net.HardwareAddr{}
+	for _, ip := range ep.IPs {
+		routes = append(routes, wantRoute{dst: hostPrefix(ip.Addr()), link: host})
+		neighs[ip.Addr()] = ep.MAC
+	}
+	if err := l.reconcileRoutes(ctx, r, routes, []netlink.Link{host}, prune); err != nil {
+		return err
+	}
+	return l.reconcileNeighs(ctx, r, host, neighs, prune)
+}
+
+// Detach removes the attachment of ep to n: it deletes the host veth,
+// which removes the container end and every route and neighbour entry on
+// both. A missing router namespace, host veth or container netns is
+// success.
+func (l *Linux) Detach(ctx context.Context, n Network, ep Endpoint) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("detach: %w", err)
+	}
+	if n.VNI < 1 || n.VNI > MaxVNI {
+		return fmt.Errorf("detach: network %s: invalid vni %d", n.name(), n.VNI)
+	}
+	if ep.HostIf == "" {
+		if ep.ContainerID == "" || ep.IfName == "" {
+			return errors.New("detach: need a host interface or a container id and interface name")
+		}
+		ep.HostIf = HostIfName(ep.ContainerID, ep.IfName)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	name := l.routerName(n.VNI)
+	r, err := l.openRouter(name)
+	if errors.Is(err, errNoRouter) {
+		l.log.DebugContext(ctx, "detach: no router namespace", "netns", name, "hostif", ep.HostIf)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("detach %s: %w", ep.HostIf, err)
+	}
+	defer r.close()
+	link, err := r.h.LinkByName(ep.HostIf)
+	if isLinkNotFound(err) {
+		l.log.DebugContext(ctx, "detach: no host veth", "netns", name, "hostif", ep.HostIf)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("detach: find %s in %s: %w", ep.HostIf, name, err)
+	}
+	if link.Type() != "veth" {
+		return fmt.Errorf("detach: %s in %s is a %s, not a veth", ep.HostIf, name, link.Type())
+	}
+	// Source rules of a secondary interface outlive it: remove them while
+	// the container end still identifies its table.
+	if ep.Netns != "" && ep.IfName != "" && netns.IsNetns(ep.Netns) {
+		if ch, err := handleAt(ep.Netns); err == nil {
+			if cl, err := ch.LinkByName(ep.IfName); err == nil && isPeer(link, cl) {
+				if err := l.removeSourceRules(ctx, ch, ep.Netns, cl); err != nil {
+					l.log.WarnContext(ctx, "detach: remove source rules", "netns", ep.Netns, "err", err)
+				}
+			}
+			ch.Close()
+		}
+	}
+	if err := r.h.LinkDel(link); err != nil && !isLinkNotFound(err) {
+		return fmt.Errorf("detach: delete %s in %s: %w", ep.HostIf, name, err)
+	}
+	l.changed(ctx, "deleted veth", "netns", name, "link", ep.HostIf)
+	l.log.InfoContext(ctx, "detached", "container", ep.ContainerID, "ifname", ep.IfName, "netns", name, "hostif", ep.HostIf)
+	return nil
+}
+
+// Check verifies the attachment of ep to n (CNI CHECK): the router
+// namespace and its VXLAN device, the host veth with a route and
+// neighbour entry per address, and in the container the interface (up,
+// MAC, MTU), its addresses, gateway neighbour entries, subnet routes and
+// a default route per family. The error names everything missing.
+func (l *Linux) Check(ctx context.Context, n Network, ep Endpoint) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("check: %w", err)
+	}
+	if err := n.validate(); err != nil {
+		return fmt.Errorf("check: %w", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	macGiven, mtuGiven := len(ep.MAC) > 0, ep.MTU > 0
+	ep, addrs, err := ep.normalize(n, l.networkMTU(ctx, n))
+	if err != nil {
+		return fmt.Errorf("check: %w", err)
+	}
+	what := ep.ContainerID + "/" + ep.IfName
+	var missing []string
+	miss := func(format string, args ...any) { missing = append(missing, fmt.Sprintf(format, args...)) }
+
+	var ch *netlink.Handle
+	switch {
+	case ep.Netns == "":
+		miss("container netns")
+	case !netns.IsNetns(ep.Netns):
+		miss("container netns %s", ep.Netns)
+	default:
+		if ch, err = handleAt(ep.Netns); err != nil {
+			return fmt.Errorf("check %s: %w", what, err)
+		}
+		defer ch.Close()
+		// A MAC or MTU that was not asked for is whatever the interface
+		// has.
+		if cl, err := ch.LinkByName(ep.IfName); err == nil {
+			if !macGiven {
+				ep.MAC = cl.Attrs().HardwareAddr
+			}
+			if !mtuGiven {
+				ep.MTU = cl.Attrs().MTU
+			}
+		}
+	}
+
+	name := l.routerName(n.VNI)
+	var hmac net.HardwareAddr
+	r, err := l.openRouter(name)
+	switch {
+	case errors.Is(err, errNoRouter):
+		miss("router namespace %s", name)
+	case err != nil:
+		return fmt.Errorf("check %s: %w", what, err)
+	default:
+		defer r.close()
+		if vx, err := r.h.LinkByName(VXLANName(n.VNI)); err != nil {
+			miss("vxlan device %s in %s", VXLANName(n.VNI), name)
+		} else if vx.Attrs().Flags&net.FlagUp == 0 {
+			miss("vxlan device %s up in %s", VXLANName(n.VNI), name)
+		}
+		host, err := r.h.LinkByName(ep.HostIf)
+		if err != nil {
+			miss("host interface %s in %s", ep.HostIf, name)
+			break
+		}
+		hmac = host.Attrs().HardwareAddr
+		if host.Attrs().Flags&net.FlagUp == 0 {
+			miss("host interface %s up in %s", ep.HostIf, name)
+		}
+		routes, err := retry(func() ([]netlink.Route, error) { return r.h.RouteList(host, netlink.FAMILY_ALL) })
+		if err != nil {
+			return fmt.Errorf("check %s: list routes in %s: %w", what, name, err)
+		}
+		neighs, err := retry(func() ([]netlink.Neigh, error) { return r.h.NeighList(host.Attrs().Index, netlink.FAMILY_ALL) })
+		if err != nil {
+			return fmt.Errorf("check %s: list neighbours in %s: %w", what, name, err)
+		}
+		for _, ip := range ep.IPs {
+			dst := hostPrefix(ip.Addr())
+			if !slices.ContainsFunc(routes, func(rt netlink.Route) bool { p, _ := prefixOf(rt.Dst); return p == dst }) {
+				miss("route %s dev %s in %s", dst, ep.HostIf, name)
+			}
+			if !slices.ContainsFunc(neighs, func(nb netlink.Neigh) bool {
+				return addrOf(nb.IP) == ip.Addr() && nb.HardwareAddr.String() == ep.MAC.String() && nb.State&netlink.NUD_PERMANENT != 0
+			}) {
+				miss("neighbour %s lladdr %s dev %s in %s", ip.Addr(), ep.MAC, ep.HostIf, name)
+			}
+		}
+	}
+
+	if ch != nil {
+		l.checkContainer(ch, ep, addrs, hmac, miss)
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("check %s: %w: missing %s", what, ErrIncomplete, strings.Join(missing, "; "))
+	}
+	return nil
+}
+
+func (l *Linux) checkContainer(ch *netlink.Handle, ep Endpoint, addrs []epAddr, hmac net.HardwareAddr, miss func(string, ...any)) {
+	cl, err := ch.LinkByName(ep.IfName)
+	if err != nil {
+		miss("interface %s in %s", ep.IfName, ep.Netns)
+		return
+	}
+	if cl.Attrs().Flags&net.FlagUp == 0 {
+		miss("interface %s up", ep.IfName)
+	}
+	if got := cl.Attrs().HardwareAddr.String(); got != ep.MAC.String() {
+		miss("mac %s on %s (has %s)", ep.MAC, ep.IfName, got)
+	}
+	if cl.Attrs().MTU != ep.MTU {
+		miss("mtu %d on %s (has %d)", ep.MTU, ep.IfName, cl.Attrs().MTU)
+	}
+	have, err := globalAddrs(ch, cl)
+	if err != nil {
+		miss("addresses of %s (%v)", ep.IfName, err)
+		return
+	}
+	for _, a := range addrs {
+		if !slices.Contains(have, a.IP) {
+			miss("address %s on %s", a.IP, ep.IfName)
+		}
+	}
+	routes, err := retry(func() ([]netlink.Route, error) {
+		return ch.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	})
+	if err != nil {
+		miss("routes of %s (%v)", ep.Netns, err)
+		return
+	}
+	neighs, err := retry(func() ([]netlink.Neigh, error) { return ch.NeighList(cl.Attrs().Index, netlink.FAMILY_ALL) })
+	if err != nil {
+		miss("neighbours of %s (%v)", ep.IfName, err)
+		return
+	}
+	seen := map[Subnet]bool{}
+	for _, a := range addrs {
+		s := a.Subnet
+		if seen[s] {
+			continue
+		}
+		seen[s] = true
+		if !slices.ContainsFunc(neighs, func(nb netlink.Neigh) bool {
+			return addrOf(nb.IP) == s.Gateway && nb.State&netlink.NUD_PERMANENT != 0 && (hmac == nil || nb.HardwareAddr.String() == hmac.String())
+		}) {
+			miss("gateway neighbour %s dev %s", s.Gateway, ep.IfName)
+		}
+		if !slices.ContainsFunc(routes, func(rt netlink.Route) bool {
+			p, _ := prefixOf(rt.Dst)
+			return p == s.Prefix && rt.LinkIndex == cl.Attrs().Index && addrOf(rt.Gw) == s.Gateway
+		}) {
+			miss("route %s via %s dev %s", s.Prefix, s.Gateway, ep.IfName)
+		}
+		if !hasDefault(routes, family(s.Gateway)) {
+			miss("default route (%s)", familyName(s.Gateway))
+		}
+	}
+}
+
+func familyName(a netip.Addr) string {
+	if a.Is4() {
+		return "ipv4"
+	}
+	return "ipv6"
+}

@@ -1,0 +1,493 @@
+//go:build linux
+
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/vishvananda/netlink"
+	vnetns "github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/weft-sdn/weft/internal/netns"
+)
+
+// addrGenModeNone is IN6_ADDR_GEN_MODE_NONE: no IPv6 link-local address
+// on router-side interfaces, so they carry nothing the kernel invents.
+const addrGenModeNone = 1
+
+// Linux is the netlink data plane. It owns the router namespaces named
+// <NamePrefix>vn<VNI> and everything inside them, and the container-side
+// veth ends it creates; it touches nothing else. Methods are safe for
+// concurrent use (they are serialized).
+type Linux struct {
+	cfg     Config
+	log     *slog.Logger
+	mu      sync.Mutex
+	changes atomic.Int64
+
+	// failAt, set by tests, is called at each stage of Attach; an error
+	// makes Attach fail there.
+	failAt func(stage string) error
+}
+
+// NewLinux returns a data plane for the node described by cfg. It checks
+// cfg but changes nothing on the node.
+func NewLinux(cfg Config) (*Linux, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("dataplane config: %w", err)
+	}
+	if cfg.NodeNetns != "" && !netns.IsNetns(cfg.NodeNetns) {
+		return nil, fmt.Errorf("dataplane config: node netns %s is not a network namespace", cfg.NodeNetns)
+	}
+	return &Linux{cfg: cfg, log: cfg.Log.With("component", "dataplane", "prefix", cfg.NamePrefix)}, nil
+}
+
+// Changes returns how many changes (netlink writes, sysctl writes,
+// namespace creations and deletions) this data plane has made so far. A
+// Sync that finds nothing to do leaves it unchanged.
+func (l *Linux) Changes() int64 { return l.changes.Load() }
+
+// changed counts one change and logs it at debug level.
+func (l *Linux) changed(ctx context.Context, msg string, args ...any) {
+	l.changes.Add(1)
+	l.log.DebugContext(ctx, msg, args...)
+}
+
+func (l *Linux) hook(stage string) error {
+	if l.failAt == nil {
+		return nil
+	}
+	return l.failAt(stage)
+}
+
+// nodeHandle returns a netlink handle in the node namespace.
+func (l *Linux) nodeHandle() (*netlink.Handle, error) {
+	if l.cfg.NodeNetns == "" {
+		h, err := netlink.NewHandle()
+		if err != nil {
+			return nil, fmt.Errorf("netlink handle: %w", err)
+		}
+		return h, nil
+	}
+	return handleAt(l.cfg.NodeNetns)
+}
+
+func handleAt(path string) (*netlink.Handle, error) {
+	ns, err := netns.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return nil, fmt.Errorf("netlink handle in %s: %w", path, err)
+	}
+	return h, nil
+}
+
+// router is an open router namespace.
+type router struct {
+	name string
+	path string
+	ns   vnetns.NsHandle
+	h    *netlink.Handle
+}
+
+func (r *router) close() {
+	if r == nil {
+		return
+	}
+	if r.h != nil {
+		r.h.Close()
+		r.h = nil
+	}
+	if r.ns.IsOpen() {
+		_ = r.ns.Close()
+	}
+}
+
+// errNoRouter reports a missing router namespace.
+var errNoRouter = errors.New("router namespace does not exist")
+
+func (l *Linux) routerName(vni int) string { return RouterNamespace(l.cfg.NamePrefix, vni) }
+
+// openRouter opens an existing router namespace; the error wraps
+// errNoRouter when it does not exist.
+func (l *Linux) openRouter(name string) (*router, error) {
+	if !netns.Exists(name) {
+		return nil, fmt.Errorf("%s: %w", name, errNoRouter)
+	}
+	r := &router{name: name, path: netns.Path(name)}
+	ns, err := netns.Open(r.path)
+	if err != nil {
+		return nil, err
+	}
+	r.ns = ns
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		r.close()
+		return nil, fmt.Errorf("netlink handle in %s: %w", name, err)
+	}
+	r.h = h
+	return r, nil
+}
+
+// ourRouters lists the router namespaces of this Config with their VNIs.
+func (l *Linux) ourRouters() (map[string]int, error) {
+	names, err := netns.List(l.cfg.NamePrefix + "vn")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	for _, name := range names {
+		if vni, ok := parseRouterNamespace(l.cfg.NamePrefix, name); ok {
+			out[name] = vni
+		}
+	}
+	return out, nil
+}
+
+// networkMTU is n's MTU, or the underlay MTU minus the VXLAN overhead.
+func (l *Linux) networkMTU(ctx context.Context, n Network) int {
+	if n.MTU > 0 {
+		return n.MTU
+	}
+	return l.underlayMTU(ctx) - vxlanOverhead(l.cfg.Underlay)
+}
+
+// underlayMTU is the MTU of the node interface holding the underlay
+// address; 1500 when it cannot be found.
+func (l *Linux) underlayMTU(ctx context.Context) int {
+	h, err := l.nodeHandle()
+	if err != nil {
+		l.log.WarnContext(ctx, "cannot read underlay mtu, assuming 1500", "err", err)
+		return 1500
+	}
+	defer h.Close()
+	fam := netlink.FAMILY_V4
+	if !l.cfg.Underlay.Is4() {
+		fam = netlink.FAMILY_V6
+	}
+	addrs, err := retry(func() ([]netlink.Addr, error) { return h.AddrList(nil, fam) })
+	if err != nil {
+		l.log.WarnContext(ctx, "cannot read underlay mtu, assuming 1500", "err", err)
+		return 1500
+	}
+	for _, a := range addrs {
+		if addrOf(a.IP) != l.cfg.Underlay {
+			continue
+		}
+		link, err := h.LinkByIndex(a.LinkIndex)
+		if err != nil {
+			break
+		}
+		return link.Attrs().MTU
+	}
+	l.log.WarnContext(ctx, "underlay address not found on any interface, assuming mtu 1500", "underlay", l.cfg.Underlay)
+	return 1500
+}
+
+// ensureRouter makes sure the router namespace of n exists with its
+// sysctls, lo and VXLAN device. created reports whether the namespace is
+// new. On error nothing created here is left behind.
+func (l *Linux) ensureRouter(ctx context.Context, n Network) (r *router, created bool, err error) {
+	name := l.routerName(n.VNI)
+	if !netns.Exists(name) {
+		// A leftover file that is not a namespace mount is in the way.
+		if err := netns.DeleteNamed(name); err != nil {
+			return nil, false, err
+		}
+		if err := netns.NewNamed(name); err != nil {
+			return nil, false, err
+		}
+		created = true
+		l.changed(ctx, "created router namespace", "netns", name, "network", n.name(), "vni", n.VNI)
+	}
+	r, err = l.openRouter(name)
+	if err != nil {
+		if created {
+			_ = netns.DeleteNamed(name)
+		}
+		return nil, false, err
+	}
+	defer func() {
+		if err != nil {
+			if created {
+				l.removeRouter(ctx, r)
+			} else {
+				r.close()
+			}
+			r = nil
+		}
+	}()
+	if err := l.ensureSysctls(ctx, r.path, name, routerSysctls); err != nil {
+		return nil, false, err
+	}
+	lo, err := r.h.LinkByName("lo")
+	if err != nil {
+		return nil, false, fmt.Errorf("find lo in %s: %w", name, err)
+	}
+	if err := l.ensureUp(ctx, r.h, lo, name); err != nil {
+		return nil, false, err
+	}
+	vx, err := l.ensureVXLAN(ctx, r, n)
+	if err != nil {
+		return nil, false, err
+	}
+	if err := l.ensureVTEPAddr(ctx, r, vx); err != nil {
+		return nil, false, err
+	}
+	return r, created, nil
+}
+
+// sysctl is one /proc/sys/net setting; optional ones may be absent (no
+// IPv6).
+type sysctl struct {
+	key, value string
+	optional   bool
+}
+
+var routerSysctls = []sysctl{
+	{key: "ipv4/ip_forward", value: "1"},
+	{key: "ipv6/conf/all/forwarding", value: "1", optional: true},
+	{key: "ipv6/conf/default/forwarding", value: "1", optional: true},
+}
+
+// ensureSysctls sets /proc/sys/net/<key> inside the namespace at path,
+// writing only values that differ.
+func (l *Linux) ensureSysctls(ctx context.Context, path, name string, kv []sysctl) error {
+	var written []string
+	err := netns.Do(path, func() error {
+		for _, s := range kv {
+			p := "/proc/sys/net/" + s.key
+			cur, err := os.ReadFile(p)
+			if err != nil {
+				if s.optional && errors.Is(err, os.ErrNotExist) {
+					continue
+				}
+				return fmt.Errorf("read sysctl %s in %s: %w", s.key, name, err)
+			}
+			if strings.TrimSpace(string(cur)) == s.value {
+				continue
+			}
+			if err := os.WriteFile(p, []byte(s.value), 0o644); err != nil {
+				return fmt.Errorf("set sysctl %s=%s in %s: %w", s.key, s.value, name, err)
+			}
+			written = append(written, s.key+"="+s.value)
+		}
+		return nil
+	})
+	for _, w := range written {
+		l.changed(ctx, "set sysctl", "netns", name, "sysctl", w)
+	}
+	return err
+}
+
+func (l *Linux) ensureUp(ctx context.Context, h *netlink.Handle, link netlink.Link, ns string) error {
+	if link.Attrs().Flags&net.FlagUp != 0 {
+		return nil
+	}
+	if err := h.LinkSetUp(link); err != nil {
+		return fmt.Errorf("set %s up in %s: %w", link.Attrs().Name, ns, err)
+	}
+	l.changed(ctx, "set link up", "netns", ns, "link", link.Attrs().Name)
+	return nil
+}
+
+// ensureVXLAN makes sure network n's VXLAN device exists in the router
+// namespace with the right identity, MTU and MAC, and is up. The device
+// is created from the node namespace directly into the router namespace
+// (IFLA_NET_NS_FD), so its UDP socket lives in the node namespace: the
+// same result as creating it there and moving it, without a window where
+// it is visible in the node namespace.
+func (l *Linux) ensureVXLAN(ctx context.Context, r *router, n Network) (netlink.Link, error) {
+	name := VXLANName(n.VNI)
+	mtu := l.networkMTU(ctx, n)
+	link, err := r.h.LinkByName(name)
+	if err != nil && !isLinkNotFound(err) {
+		return nil, fmt.Errorf("find %s in %s: %w", name, r.name, err)
+	}
+	if link != nil {
+		vx, ok := link.(*netlink.Vxlan)
+		if !ok || vx.VxlanId != n.VNI || addrOf(vx.SrcAddr) != l.cfg.Underlay || vx.Port != l.cfg.VXLANPort || vx.Learning {
+			if err := r.h.LinkDel(link); err != nil && !isLinkNotFound(err) {
+				return nil, fmt.Errorf("delete mismatched %s in %s: %w", name, r.name, err)
+			}
+			l.changed(ctx, "deleted mismatched vxlan device", "netns", r.name, "link", name)
+			link = nil
+		}
+	}
+	if link == nil {
+		node, err := l.nodeHandle()
+		if err != nil {
+			return nil, err
+		}
+		attrs := netlink.NewLinkAttrs()
+		attrs.Name = name
+		attrs.MTU = mtu
+		attrs.HardwareAddr = l.cfg.VTEPMAC
+		attrs.Namespace = netlink.NsFd(r.ns)
+		vx := &netlink.Vxlan{
+			LinkAttrs: attrs,
+			VxlanId:   n.VNI,
+			SrcAddr:   l.cfg.Underlay.AsSlice(),
+			Port:      l.cfg.VXLANPort,
+			Learning:  false,
+		}
+		err = node.LinkAdd(vx)
+		node.Close()
+		if err != nil {
+			return nil, fmt.Errorf("add vxlan %s (vni %d, local %s, port %d) for %s: %w", name, n.VNI, l.cfg.Underlay, l.cfg.VXLANPort, r.name, err)
+		}
+		l.changed(ctx, "created vxlan device", "netns", r.name, "link", name, "vni", n.VNI)
+		link, err = r.h.LinkByName(name)
+		if err != nil {
+			return nil, fmt.Errorf("find new %s in %s: %w", name, r.name, err)
+		}
+		if err := r.h.LinkSetIP6AddrGenMode(link, addrGenModeNone); err != nil {
+			return nil, fmt.Errorf("set addrgenmode none on %s in %s: %w", name, r.name, err)
+		}
+	}
+	if link.Attrs().MTU != mtu {
+		if err := r.h.LinkSetMTU(link, mtu); err != nil {
+			return nil, fmt.Errorf("set mtu %d on %s in %s: %w", mtu, name, r.name, err)
+		}
+		l.changed(ctx, "set vxlan mtu", "netns", r.name, "link", name, "mtu", mtu)
+	}
+	if link.Attrs().HardwareAddr.String() != l.cfg.VTEPMAC.String() {
+		if err := r.h.LinkSetHardwareAddr(link, l.cfg.VTEPMAC); err != nil {
+			return nil, fmt.Errorf("set mac %s on %s in %s: %w", l.cfg.VTEPMAC, name, r.name, err)
+		}
+		l.changed(ctx, "set vxlan mac", "netns", r.name, "link", name, "mac", l.cfg.VTEPMAC)
+	}
+	if err := l.ensureUp(ctx, r.h, link, r.name); err != nil {
+		return nil, err
+	}
+	return link, nil
+}
+
+// ensureVTEPAddr makes the node's VTEP IP the only IPv4 address of the
+// VXLAN device, as a /32: the router's source address.
+func (l *Linux) ensureVTEPAddr(ctx context.Context, r *router, vx netlink.Link) error {
+	want := hostPrefix(l.cfg.VTEPIP)
+	addrs, err := retry(func() ([]netlink.Addr, error) { return r.h.AddrList(vx, netlink.FAMILY_V4) })
+	if err != nil {
+		return fmt.Errorf("list addresses of %s in %s: %w", vx.Attrs().Name, r.name, err)
+	}
+	found := false
+	for _, a := range addrs {
+		p, _ := prefixOf(a.IPNet)
+		if p == want {
+			found = true
+			continue
+		}
+		if err := r.h.AddrDel(vx, &a); err != nil && !isNotExist(err) {
+			return fmt.Errorf("delete stale address %s from %s in %s: %w", p, vx.Attrs().Name, r.name, err)
+		}
+		l.changed(ctx, "deleted stale vtep address", "netns", r.name, "addr", p)
+	}
+	if found {
+		return nil
+	}
+	if err := r.h.AddrAdd(vx, &netlink.Addr{IPNet: ipnetOf(want)}); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("add address %s to %s in %s: %w", want, vx.Attrs().Name, r.name, err)
+	}
+	l.changed(ctx, "added vtep address", "netns", r.name, "addr", want)
+	return nil
+}
+
+// removeRouter deletes the router namespace's interfaces (synchronously,
+// so that the VNI and veth peers are released at once) and then the
+// namespace. r is closed.
+func (l *Linux) removeRouter(ctx context.Context, r *router) error {
+	var errs []error
+	links, err := retry(r.h.LinkList)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("list links in %s: %w", r.name, err))
+	}
+	for _, link := range links {
+		if link.Attrs().Name == "lo" {
+			continue
+		}
+		if err := r.h.LinkDel(link); err != nil && !isLinkNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete %s in %s: %w", link.Attrs().Name, r.name, err))
+			continue
+		}
+		l.changed(ctx, "deleted link", "netns", r.name, "link", link.Attrs().Name)
+	}
+	r.close()
+	if err := netns.DeleteNamed(r.name); err != nil {
+		errs = append(errs, err)
+	} else {
+		l.changed(ctx, "deleted router namespace", "netns", r.name)
+	}
+	return errors.Join(errs...)
+}
+
+// retry runs a netlink dump again when the kernel reports it was
+// interrupted by a concurrent change.
+func retry[T any](f func() (T, error)) (T, error) {
+	var v T
+	var err error
+	for range 10 {
+		v, err = f()
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return v, err
+		}
+	}
+	return v, err
+}
+
+func isLinkNotFound(err error) bool {
+	var nf netlink.LinkNotFoundError
+	return errors.As(err, &nf) || errors.Is(err, unix.ENODEV)
+}
+
+func isNotExist(err error) bool {
+	return errors.Is(err, unix.ESRCH) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EADDRNOTAVAIL) || errors.Is(err, unix.ENODEV)
+}
+
+func addrOf(ip net.IP) netip.Addr {
+	a, ok := netip.AddrFromSlice(ip)
+	if !ok {
+		return netip.Addr{}
+	}
+	return a.Unmap()
+}
+
+func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
+	if n == nil {
+		return netip.Prefix{}, false
+	}
+	a := addrOf(n.IP)
+	ones, bits := n.Mask.Size()
+	if !a.IsValid() || bits == 0 {
+		return netip.Prefix{}, false
+	}
+	if a.Is4() && bits == 128 {
+		ones -= 96
+	}
+	return netip.PrefixFrom(a, ones), true
+}
+
+func ipnetOf(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+func family(a netip.Addr) int {
+	if a.Is4() {
+		return netlink.FAMILY_V4
+	}
+	return netlink.FAMILY_V6
+}
