@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -43,8 +44,10 @@ type Client struct {
 }
 
 // NewClient returns a client of the controller at server, e.g.
-// "http://127.0.0.1:8082" (a bare host:port gets "http://"). A nil hc uses
-// an http.Client with DefaultClientTimeout. Watch uses hc's transport,
+// "http://127.0.0.1:8082" (a bare host:port gets "http://"), or
+// "unix:///run/weft/controller.sock" for a controller's unix socket (which
+// reaches across network namespaces). A nil hc uses an http.Client with
+// DefaultClientTimeout. Watch uses hc's transport,
 // redirect policy and cookie jar but never its Timeout, which would cut the
 // stream; bound a watch with its context instead.
 func NewClient(server string, hc *http.Client) *Client {
@@ -52,6 +55,10 @@ func NewClient(server string, hc *http.Client) *Client {
 		hc = &http.Client{Timeout: DefaultClientTimeout}
 	}
 	server = strings.TrimSpace(server)
+	if path, ok := strings.CutPrefix(server, "unix://"); ok {
+		hc = unixClient(hc, path)
+		server = "http://controller"
+	}
 	if server != "" && !strings.Contains(server, "://") {
 		server = "http://" + server
 	}
@@ -64,6 +71,20 @@ func NewClient(server string, hc *http.Client) *Client {
 			Jar:           hc.Jar,
 		},
 	}
+}
+
+// unixClient copies hc with a transport that dials the unix socket path
+// whatever the request's host.
+func unixClient(hc *http.Client, path string) *http.Client {
+	c := *hc
+	c.Transport = &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+		MaxIdleConnsPerHost: 16,
+	}
+	return &c
 }
 
 // Server returns the base URL the client talks to.

@@ -20,6 +20,9 @@ import (
 type Config struct {
 	// Listen is the API address.
 	Listen string `json:"listen"`
+	// ListenUnix is an optional unix socket serving the same API, for
+	// clients in other network namespaces (the lab's agents).
+	ListenUnix string `json:"listen_unix,omitempty"`
 	// DataDir holds the embedded etcd's data.
 	DataDir string `json:"data_dir"`
 	// EtcdEndpoints selects an external etcd cluster; empty runs an
@@ -165,6 +168,7 @@ func (c *Config) flagSet(file *string, out io.Writer) *flag.FlagSet {
 	fs.SetOutput(out)
 	fs.StringVar(file, "config", "", "optional JSON config file; flags override it")
 	fs.StringVar(&c.Listen, "listen", c.Listen, "address of the HTTP API")
+	fs.StringVar(&c.ListenUnix, "listen-unix", c.ListenUnix, "optional unix socket serving the same API (reachable from other network namespaces)")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory of the embedded etcd's data")
 	fs.Var(&listFlag{dst: &c.EtcdEndpoints}, "etcd-endpoints", "external etcd cluster (comma-separated client URLs); empty runs an embedded etcd")
 	fs.StringVar(&c.EtcdListen, "etcd-listen", c.EtcdListen, "client URL of the embedded etcd (port 0 picks a free port)")

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -27,6 +28,7 @@ type Controller struct {
 	Server   *Server
 	am       addressManager
 	listener net.Listener
+	unix     net.Listener
 }
 
 // New opens the store (starting the embedded etcd unless endpoints are
@@ -62,6 +64,17 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Controller, error)
 	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	if cfg.ListenUnix != "" {
+		_ = os.Remove(cfg.ListenUnix) // a stale socket of an earlier run
+		if c.unix, err = net.Listen("unix", cfg.ListenUnix); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("listen on %s: %w", cfg.ListenUnix, err)
+		}
+		if err := os.Chmod(cfg.ListenUnix, 0o600); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("restrict %s: %w", cfg.ListenUnix, err)
+		}
 	}
 	return c, nil
 }
@@ -107,8 +120,12 @@ func (c *Controller) Serve(ctx context.Context) error {
 		BaseContext:       func(net.Listener) context.Context { return streams },
 		ErrorLog:          slog.NewLogLogger(c.log.Handler(), slog.LevelWarn),
 	}
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- hs.Serve(c.listener) }()
+	if c.unix != nil {
+		go func() { errc <- hs.Serve(c.unix) }()
+		c.log.Info("controller API listening", "addr", c.cfg.ListenUnix)
+	}
 	loops, stopLoops := context.WithCancel(ctx)
 	defer stopLoops()
 	go c.pruneLoop(loops)
@@ -154,6 +171,9 @@ func (c *Controller) pruneLoop(ctx context.Context) {
 func (c *Controller) Close() {
 	if c.listener != nil {
 		_ = c.listener.Close()
+	}
+	if c.unix != nil {
+		_ = c.unix.Close()
 	}
 	if c.kv != nil {
 		_ = c.kv.Close()

@@ -4,8 +4,11 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/weft-sdn/weft/internal/api"
 )
 
 // The full controller (embedded etcd, listener) serves, reports ready, and
@@ -15,6 +18,7 @@ func TestServeShutsDownGracefully(t *testing.T) {
 	cfg.Listen = "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
 	cfg.EtcdListen = "http://127.0.0.1:0"
+	cfg.ListenUnix = filepath.Join(t.TempDir(), "controller.sock")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	c, err := New(ctx, cfg, discardLog())
@@ -36,6 +40,10 @@ func TestServeShutsDownGracefully(t *testing.T) {
 	}
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("readyz: %v", err)
+	}
+	// The unix socket serves the same API.
+	if v, err := api.NewClient("unix://"+cfg.ListenUnix, nil).Version(context.Background()); err != nil || v.Version == "" {
+		t.Fatalf("version over the unix socket: %+v %v", v, err)
 	}
 	watch, err := http.Get(base + "/v1/watch")
 	if err != nil || watch.StatusCode != http.StatusOK {
