@@ -4,7 +4,7 @@ BIN           ?= bin
 VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS       := -X github.com/weft-sdn/weft/internal/controller.Version=$(VERSION) -X github.com/weft-sdn/weft/internal/weftctl.Version=$(VERSION)
 STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
-BINARIES      := weft weftctl weft-cni
+BINARIES      := weft weftctl weft-cni weft-bench
 DEMO_DIR      ?= /tmp/weft-demo
 
 .PHONY: all build test lint bench demo demo-down clean

@@ -1,5 +1,5 @@
-// Command weft runs Weft's daemons: `weft controller` (and, as they land,
-// `weft agent`, `weft mesos-manager`, `weft lab`).
+// Command weft runs Weft's daemons: `weft controller`, `weft agent` (and, as they
+// land, `weft mesos-manager`, `weft lab`).
 package main
 
 import (
@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/weft-sdn/weft/internal/agent"
 	"github.com/weft-sdn/weft/internal/controller"
 )
 
@@ -19,6 +20,7 @@ const usage = `Usage: weft <command> [flags]
 
 Commands:
   controller    run the controller (resource API, IPAM, watch stream)
+  agent         run the node agent (data plane, CNI socket, port API)
   version       print the version
 
 Run 'weft <command> --help' for the flags of a command.
@@ -47,6 +49,16 @@ func run(args []string) int {
 			if err == nil {
 				err = c.Serve(ctx)
 				c.Close()
+			}
+		}
+	case "agent":
+		var cfg agent.Config
+		cfg, err = agent.ParseConfig(args[1:], os.Stderr)
+		if err == nil {
+			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.Level()}))
+			var a *agent.Agent
+			if a, err = agent.New(cfg, agent.Options{Log: log}); err == nil {
+				err = a.Run(ctx)
 			}
 		}
 	case "version", "--version":

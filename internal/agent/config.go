@@ -1,0 +1,340 @@
+package agent
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/weft-sdn/weft/internal/api"
+)
+
+// Config of `weft agent`: defaults, then an optional JSON file (--config),
+// then flags. ParseConfig completes it (hostname, underlay address) and
+// validates it once.
+type Config struct {
+	// NodeName is the node's name in the controller; default the hostname.
+	NodeName string `json:"node_name"`
+	// UnderlayIP is the node's address on the fabric, the source of its
+	// VXLAN packets; empty takes the source address of the default route.
+	UnderlayIP string `json:"underlay_ip"`
+	// Controller is the base URL of the controller API.
+	Controller string `json:"controller"`
+	// StateDir holds the journal of attachments (<state>/ports/).
+	StateDir string `json:"state_dir"`
+	// Socket is the unix socket of the local API the CNI plugin calls.
+	Socket string `json:"socket"`
+	// PortAPIListen is the address of the Contrail-style port API; empty
+	// disables it.
+	PortAPIListen string `json:"port_api_listen"`
+	// MetricsListen is the address of /metrics; empty serves /metrics on
+	// the port API listener (and nowhere when that is disabled too).
+	MetricsListen string `json:"metrics_listen,omitempty"`
+	// NodeNetns is the path of the node's network namespace; empty is the
+	// agent's own namespace.
+	NodeNetns string `json:"node_netns,omitempty"`
+	// RouterNSPrefix prefixes the names of the per-network router
+	// namespaces.
+	RouterNSPrefix string `json:"router_ns_prefix"`
+	// VXLANPort is the UDP port of VXLAN on the underlay.
+	VXLANPort int `json:"vxlan_port"`
+	// Spares is how many addresses the agent keeps reserved ahead of need
+	// per network and family, so that an attach makes no controller call.
+	Spares int `json:"spares"`
+	// HeartbeatInterval is how often the agent tells the controller it is
+	// alive.
+	HeartbeatInterval Duration `json:"heartbeat_interval"`
+	// ResyncInterval is how often the whole data plane is synced again to
+	// repair drift.
+	ResyncInterval Duration `json:"resync_interval"`
+	// DNS is handed to containers in attach results, when set.
+	DNS api.DNSConfig `json:"dns,omitzero"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `json:"log_level"`
+}
+
+// Duration is a time.Duration written as "5s" in config files.
+type Duration time.Duration
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads "5s" (or a number of seconds).
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		var secs float64
+		if err2 := json.Unmarshal(b, &secs); err2 != nil {
+			return fmt.Errorf("duration must be a string like \"5s\": %w", err)
+		}
+		*d = Duration(secs * float64(time.Second))
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Defaults.
+const (
+	DefaultController     = "http://127.0.0.1:8082"
+	DefaultStateDir       = "/var/lib/weft/agent"
+	DefaultSocket         = "/run/weft/agent.sock"
+	DefaultPortAPIListen  = ":9091"
+	DefaultRouterNSPrefix = "weft-"
+	DefaultVXLANPort      = 4789
+	DefaultSpares         = 8
+	DefaultHeartbeat      = 5 * time.Second
+	DefaultResync         = 30 * time.Second
+)
+
+// DefaultConfig returns the defaults; NodeName is the hostname.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	return Config{
+		NodeName:          host,
+		Controller:        DefaultController,
+		StateDir:          DefaultStateDir,
+		Socket:            DefaultSocket,
+		PortAPIListen:     DefaultPortAPIListen,
+		RouterNSPrefix:    DefaultRouterNSPrefix,
+		VXLANPort:         DefaultVXLANPort,
+		Spares:            DefaultSpares,
+		HeartbeatInterval: Duration(DefaultHeartbeat),
+		ResyncInterval:    Duration(DefaultResync),
+		LogLevel:          "info",
+	}
+}
+
+// listFlag is a repeatable flag that also accepts comma-separated values.
+type listFlag struct {
+	dst *[]string
+	set bool
+}
+
+func (l *listFlag) String() string {
+	if l.dst == nil {
+		return ""
+	}
+	return strings.Join(*l.dst, ",")
+}
+
+func (l *listFlag) Set(v string) error {
+	if !l.set {
+		*l.dst, l.set = nil, true
+	}
+	for p := range strings.SplitSeq(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*l.dst = append(*l.dst, p)
+		}
+	}
+	return nil
+}
+
+type durationFlag struct{ dst *Duration }
+
+func (d durationFlag) String() string {
+	if d.dst == nil {
+		return ""
+	}
+	return time.Duration(*d.dst).String()
+}
+
+func (d durationFlag) Set(v string) error {
+	x, err := time.ParseDuration(v)
+	if err != nil {
+		return err
+	}
+	*d.dst = Duration(x)
+	return nil
+}
+
+// ParseConfig builds the configuration from args (without the program and
+// subcommand names): defaults, the --config file, then the flags. It fills
+// the underlay address from the default route when none is given, and
+// validates the result. Usage goes to out.
+func ParseConfig(args []string, out io.Writer) (Config, error) {
+	cfg := DefaultConfig()
+	var file string
+	fs := cfg.flagSet(&file, out)
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return cfg, fmt.Errorf("read config: %w", err)
+		}
+		cfg = DefaultConfig()
+		if err := api.DecodeStrict(b, &cfg); err != nil {
+			return cfg, fmt.Errorf("config file %s: %w", file, err)
+		}
+		fs = cfg.flagSet(&file, out)
+		if err := fs.Parse(args); err != nil {
+			return cfg, err
+		}
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if cfg.UnderlayIP == "" && cfg.NodeNetns == "" {
+		a, err := DefaultRouteSource()
+		if err != nil {
+			return cfg, fmt.Errorf("underlay-ip: not given and %w", err)
+		}
+		cfg.UnderlayIP = a.String()
+	}
+	return cfg, cfg.Validate()
+}
+
+func (c *Config) flagSet(file *string, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("weft agent", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(file, "config", "", "optional JSON config file; flags override it")
+	fs.StringVar(&c.NodeName, "node-name", c.NodeName, "name of this node in the controller")
+	fs.StringVar(&c.UnderlayIP, "underlay-ip", c.UnderlayIP, "underlay (fabric) address of the node; empty takes the default route's source")
+	fs.StringVar(&c.Controller, "controller", c.Controller, "controller API: http(s) URL, or unix:///path of its socket")
+	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "directory of the agent's durable state (journal of ports)")
+	fs.StringVar(&c.Socket, "socket", c.Socket, "unix socket of the local API served to the CNI plugin")
+	fs.StringVar(&c.PortAPIListen, "port-api-listen", c.PortAPIListen, "address of the Contrail-style port API (empty disables it)")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", c.MetricsListen, "address of /metrics (empty: on the port API listener)")
+	fs.StringVar(&c.NodeNetns, "node-netns", c.NodeNetns, "path of the node's network namespace (empty: the agent's own)")
+	fs.StringVar(&c.RouterNSPrefix, "router-ns-prefix", c.RouterNSPrefix, "name prefix of the per-network router namespaces")
+	fs.IntVar(&c.VXLANPort, "vxlan-port", c.VXLANPort, "UDP port of VXLAN")
+	fs.IntVar(&c.Spares, "spares", c.Spares, "addresses reserved ahead of need per network and family")
+	fs.Var(durationFlag{&c.HeartbeatInterval}, "heartbeat-interval", "interval of heartbeats to the controller")
+	fs.Var(durationFlag{&c.ResyncInterval}, "resync-interval", "interval of full data-plane syncs that repair drift")
+	fs.Var(&listFlag{dst: &c.DNS.Nameservers}, "dns-nameserver", "nameserver handed to containers (repeatable)")
+	fs.StringVar(&c.DNS.Domain, "dns-domain", c.DNS.Domain, "DNS domain handed to containers")
+	fs.Var(&listFlag{dst: &c.DNS.Search}, "dns-search", "DNS search domain handed to containers (repeatable)")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintf(out, "Usage: weft agent [flags]\n\nRuns the Weft node agent: registers the node with the controller, programs\nthe node's data plane, and serves the CNI plugin on a unix socket and the\nContrail-style port API.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// Validate checks the configuration once, at start.
+func (c Config) Validate() error {
+	var errs []error
+	if err := api.ValidName(c.NodeName); err != nil {
+		errs = append(errs, fmt.Errorf("node-name: %w", err))
+	}
+	if c.UnderlayIP == "" {
+		errs = append(errs, errors.New("underlay-ip: is required when --node-netns is set"))
+	} else if _, err := api.ParseAddr(c.UnderlayIP); err != nil {
+		errs = append(errs, fmt.Errorf("underlay-ip: %w", err))
+	}
+	if path, ok := strings.CutPrefix(c.Controller, "unix://"); ok {
+		if !filepath.IsAbs(path) {
+			errs = append(errs, fmt.Errorf("controller: %q: a unix socket path must be absolute", c.Controller))
+		}
+	} else if u, err := url.Parse(c.Controller); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("controller: %q is neither an http(s) URL nor unix:///path", c.Controller))
+	}
+	if c.StateDir == "" {
+		errs = append(errs, errors.New("state-dir: is required"))
+	}
+	if c.Socket == "" {
+		errs = append(errs, errors.New("socket: is required"))
+	} else if len(c.Socket) > 107 {
+		errs = append(errs, fmt.Errorf("socket: %q is longer than a unix socket path may be (107)", c.Socket))
+	}
+	for name, addr := range map[string]string{"port-api-listen": c.PortAPIListen, "metrics-listen": c.MetricsListen} {
+		if addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %q is not host:port", name, addr))
+		}
+	}
+	if c.NodeNetns != "" && !filepath.IsAbs(c.NodeNetns) {
+		errs = append(errs, fmt.Errorf("node-netns: %q is not an absolute path", c.NodeNetns))
+	}
+	if c.RouterNSPrefix == "" || strings.ContainsAny(c.RouterNSPrefix, "/ \t") || len(c.RouterNSPrefix) > 32 {
+		errs = append(errs, fmt.Errorf("router-ns-prefix: %q must be a short name without '/' or spaces", c.RouterNSPrefix))
+	}
+	if c.VXLANPort < 1 || c.VXLANPort > 65535 {
+		errs = append(errs, fmt.Errorf("vxlan-port: %d is not a UDP port", c.VXLANPort))
+	}
+	if c.Spares < 0 || c.Spares > 1024 {
+		errs = append(errs, fmt.Errorf("spares: %d is out of range (0-1024)", c.Spares))
+	}
+	if c.HeartbeatInterval <= 0 {
+		errs = append(errs, errors.New("heartbeat-interval: must be positive"))
+	}
+	if c.ResyncInterval <= 0 {
+		errs = append(errs, errors.New("resync-interval: must be positive"))
+	}
+	for i, ns := range c.DNS.Nameservers {
+		if _, err := api.ParseAddr(ns); err != nil {
+			errs = append(errs, fmt.Errorf("dns-nameserver[%d]: %w", i, err))
+		}
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		errs = append(errs, fmt.Errorf("log-level: %q is not debug, info, warn or error", c.LogLevel))
+	}
+	return errors.Join(errs...)
+}
+
+// Level is the configured slog level.
+func (c Config) Level() slog.Level {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.LogLevel))
+	return lvl
+}
+
+// ErrNoDefaultRoute is returned by DefaultRouteSource when the namespace has
+// no IPv4 default route.
+var ErrNoDefaultRoute = errors.New("no IPv4 default route")
+
+// DefaultRouteSource returns the source address the kernel picks for the
+// IPv4 default route of the current network namespace.
+func DefaultRouteSource() (netip.Addr, error) {
+	f, err := os.Open("/proc/net/route")
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("read routes: %w", err)
+	}
+	defer f.Close()
+	found := false
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// Iface Destination Gateway Flags RefCnt Use Metric Mask ...
+		fields := strings.Fields(sc.Text())
+		if len(fields) >= 8 && fields[1] == "00000000" && fields[7] == "00000000" {
+			found = true
+			break
+		}
+	}
+	if !found {
+		return netip.Addr{}, ErrNoDefaultRoute
+	}
+	// Connecting a UDP socket sends nothing; it only asks the kernel for
+	// the route, and with it the source address. TEST-NET-2 has no route
+	// of its own, so the default route answers.
+	conn, err := net.Dial("udp4", "198.51.100.1:9")
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("find the default route's source: %w", err)
+	}
+	defer conn.Close()
+	ap, err := netip.ParseAddrPort(conn.LocalAddr().String())
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("find the default route's source: %w", err)
+	}
+	return ap.Addr().Unmap(), nil
+}

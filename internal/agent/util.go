@@ -1,0 +1,121 @@
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	mrand "math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+)
+
+// backoff is a capped exponential backoff with jitter.
+type backoff struct {
+	base, max time.Duration
+}
+
+// retryBackoff paces retries of controller calls.
+var retryBackoff = backoff{base: 200 * time.Millisecond, max: 30 * time.Second}
+
+// delay is the wait before retry number attempt (0-based): base·2^attempt
+// capped at max, of which a random half is taken away ("equal jitter"),
+// so that agents restarted together do not retry in step.
+func (b backoff) delay(attempt int) time.Duration {
+	d := b.max
+	if attempt < 30 {
+		if x := b.base << attempt; x > 0 && x < b.max {
+			d = x
+		}
+	}
+	half := d / 2
+	return half + time.Duration(mrand.Int64N(int64(half)+1))
+}
+
+// sleepCtx waits d or until ctx ends; it reports whether the wait was full.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// newUUID returns a random (version 4) uuid.
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+// portName is the controller name of a container's port:
+// "<container-id>-<ifname>" with the characters a name may not hold
+// (':', '/', spaces, control characters) replaced by '_', and shortened
+// with a hash when longer than a name may be.
+func portName(containerID, ifName string) string {
+	s := containerID + "-" + ifName
+	var b strings.Builder
+	for _, r := range s {
+		if r < 0x21 || r == 0x7f || r == ':' || r == '/' {
+			r = '_'
+		}
+		b.WriteRune(r)
+	}
+	s = b.String()
+	const limit = 253
+	if len(s) > limit {
+		sum := sha256.Sum256([]byte(containerID + "\x00" + ifName))
+		suffix := "-" + hex.EncodeToString(sum[:8])
+		cut := limit - len(suffix)
+		for cut > 0 && !isRuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + suffix
+	}
+	return s
+}
+
+func isRuneStart(b byte) bool { return b&0xc0 != 0x80 }
+
+// keyLocks serialises work on one attachment (container id + ifname)
+// while letting different attachments proceed in parallel.
+type keyLocks struct {
+	mu    sync.Mutex
+	locks map[string]*keyLock
+}
+
+type keyLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+// lock locks key and returns its unlock function.
+func (k *keyLocks) lock(key string) func() {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = map[string]*keyLock{}
+	}
+	l, ok := k.locks[key]
+	if !ok {
+		l = &keyLock{}
+		k.locks[key] = l
+	}
+	l.refs++
+	k.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		k.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(k.locks, key)
+		}
+		k.mu.Unlock()
+	}
+}

@@ -1,0 +1,319 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/weft-sdn/weft/internal/api"
+)
+
+// controllerCallTimeout bounds one background controller call.
+const controllerCallTimeout = 15 * time.Second
+
+// needsWork reports whether a journal entry still has controller work:
+// spares to hand over, a port to write, or a release to finish.
+func needsWork(e *Entry) bool {
+	if e.External {
+		return false
+	}
+	if e.State == StateReleasing {
+		return true
+	}
+	if !e.PortSynced {
+		return true
+	}
+	return slices.ContainsFunc(e.IPs, func(ip JournalIP) bool { return ip.Owner != e.Owner })
+}
+
+// workLoop finishes the controller side of journal entries until ctx ends.
+func (a *Agent) workLoop(ctx context.Context) {
+	for {
+		key, ok := a.queue.get(ctx)
+		if !ok {
+			return
+		}
+		err := a.process(ctx, key)
+		if err != nil && ctx.Err() == nil {
+			n := a.queue.failureCount(key)
+			args := []any{"attempt", n + 1, "err", err}
+			if n == 0 {
+				a.log.Warn("controller update failed; will retry", args...)
+			} else {
+				a.log.Debug("controller update failed again; will retry", args...)
+			}
+		}
+		a.queue.done(key, err != nil && ctx.Err() == nil)
+	}
+}
+
+// process does the pending controller work of one entry.
+func (a *Agent) process(ctx context.Context, key string) error {
+	e, ok := a.journal.Get(key)
+	if !ok || e.External {
+		return nil
+	}
+	if e.State == StateReleasing {
+		return a.finishRelease(ctx, e)
+	}
+	var errs []error
+	for _, ip := range e.IPs {
+		if ip.Owner == e.Owner {
+			continue
+		}
+		if err := a.handOver(ctx, e, ip); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if !e.PortSynced {
+		if err := a.writePort(ctx, e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// update re-reads the entry under its lock and applies fn to it when it is
+// still the same attachment (same port); fn says whether it changed it.
+func (a *Agent) update(key, portUUID string, fn func(e *Entry) bool) error {
+	unlock := a.keys.lock(key)
+	defer unlock()
+	e, ok := a.journal.Get(key)
+	if !ok || e.PortUUID != portUUID {
+		return nil
+	}
+	if !fn(e) {
+		return nil
+	}
+	return a.journal.Put(e)
+}
+
+// handOver assigns a spare the attach took to the container's owner.
+func (a *Agent) handOver(ctx context.Context, e *Entry, ip JournalIP) error {
+	p, err := netip.ParsePrefix(ip.Address)
+	if err != nil {
+		return fmt.Errorf("journal of %s: bad address %q", e.describe(), ip.Address)
+	}
+	addr := p.Addr()
+	cctx, cancel := context.WithTimeout(ctx, controllerCallTimeout)
+	defer cancel()
+	_, err = a.client.Assign(cctx, api.AssignRequest{
+		Network: e.NetworkUUID, IP: addr.String(), FromOwner: ip.Owner, Owner: e.Owner, Port: e.PortUUID,
+	})
+	a.metrics.op("assign", err)
+	if err != nil {
+		// Find out where the reservation stands before deciding.
+		held, found, lerr := a.reservationOf(cctx, e.NetworkUUID, addr)
+		switch {
+		case lerr != nil:
+			return fmt.Errorf("assign %s to %s: %w (and reading it back failed: %v)", addr, e.Owner, err, lerr)
+		case found && held.Owner == e.Owner:
+			// Assigned before (the journal write was lost).
+		case found:
+			return fmt.Errorf("assign %s in %s from %s to %s: %w", addr, e.NetworkFQName, ip.Owner, e.Owner, err)
+		default:
+			// The spare's reservation is gone (released behind the
+			// agent's back): take the address again for the container.
+			_, aerr := a.client.Allocate(cctx, api.AllocateRequest{Network: e.NetworkUUID, Owner: e.Owner, IP: addr.String(), Node: a.cfg.NodeName, Port: e.PortUUID})
+			a.metrics.op("reserve", aerr)
+			if aerr != nil {
+				if errors.Is(aerr, api.ErrConflict) {
+					a.log.Error("address of a running container was reserved by someone else; it may be duplicated",
+						"container", e.ContainerID, "ifname", e.IfName, "network", e.NetworkFQName, "ip", addr, "err", aerr)
+				}
+				return fmt.Errorf("reserve %s again for %s: %w", addr, e.Owner, aerr)
+			}
+		}
+	}
+	return a.update(e.Key(), e.PortUUID, func(cur *Entry) bool {
+		for i := range cur.IPs {
+			if cur.IPs[i].Address == ip.Address && cur.IPs[i].Owner != cur.Owner {
+				cur.IPs[i].Owner = cur.Owner
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// reservationOf reads the reservation of addr in a network.
+func (a *Agent) reservationOf(ctx context.Context, network string, addr netip.Addr) (api.IPReservation, bool, error) {
+	items, _, err := api.ListItems[api.IPReservation](ctx, a.client, api.KindIPReservation.Plural(), url.Values{"network": {network}})
+	if err != nil {
+		return api.IPReservation{}, false, err
+	}
+	for _, r := range items {
+		if ra, err := netip.ParseAddr(r.Address); err == nil && ra == addr {
+			return r, true, nil
+		}
+	}
+	return api.IPReservation{}, false, nil
+}
+
+// portObject is the controller's Port for an entry.
+func (a *Agent) portObject(e *Entry) *api.Port {
+	p := &api.Port{
+		Meta: api.Meta{
+			Kind:   api.KindPort,
+			UUID:   e.PortUUID,
+			Name:   e.PortName,
+			Parent: projectOf(e.NetworkFQName),
+			Labels: e.Labels,
+		},
+		Network:        e.NetworkUUID,
+		Node:           a.cfg.NodeName,
+		ContainerID:    e.ContainerID,
+		Interface:      e.IfName,
+		MAC:            e.MAC,
+		SecurityGroups: e.SecurityGroups,
+		State:          StateAttached,
+	}
+	if p.Name == "" {
+		p.Name = portName(e.ContainerID, e.IfName)
+	}
+	for _, ip := range e.IPs {
+		pfx, err := netip.ParsePrefix(ip.Address)
+		if err != nil {
+			continue
+		}
+		p.IPs = append(p.IPs, api.PortIP{Address: pfx.Addr().String(), Subnet: pfx.Masked().String(), Gateway: ip.Gateway})
+	}
+	return p
+}
+
+// projectOf is the project of a network fq_name (domain:project:name).
+func projectOf(networkFQName string) string {
+	if i := strings.LastIndexByte(networkFQName, ':'); i > 0 && strings.Count(networkFQName, ":") == 2 {
+		return networkFQName[:i]
+	}
+	return api.DefaultProject
+}
+
+// writePort creates the entry's Port in the controller, or updates it
+// when it exists. A stale port of the same container interface under the
+// same name (left by an earlier attachment) is replaced.
+func (a *Agent) writePort(ctx context.Context, e *Entry) error {
+	cctx, cancel := context.WithTimeout(ctx, controllerCallTimeout)
+	defer cancel()
+	p := a.portObject(e)
+	err := a.client.Create(cctx, api.KindPort.Plural(), p, nil)
+	if errors.Is(err, api.ErrConflict) {
+		err = a.client.Update(cctx, api.KindPort.Plural(), e.PortUUID, a.portObject(e), nil)
+		if errors.Is(err, api.ErrNotFound) {
+			err = a.replaceStalePort(cctx, e)
+		}
+	}
+	a.metrics.op("port", err)
+	if err != nil {
+		return fmt.Errorf("write port %s of %s: %w", e.PortName, e.describe(), err)
+	}
+	return a.update(e.Key(), e.PortUUID, func(cur *Entry) bool {
+		if cur.PortSynced || cur.State != StateAttached {
+			return false
+		}
+		cur.PortSynced = true
+		return true
+	})
+}
+
+// replaceStalePort deletes the port holding the entry's port name when it
+// is an earlier port of the same container interface on this node, and
+// creates the entry's port.
+func (a *Agent) replaceStalePort(ctx context.Context, e *Entry) error {
+	p := a.portObject(e)
+	fq := p.Parent + ":" + p.Name
+	var old api.Port
+	if err := a.client.GetByFQName(ctx, api.KindPort.Plural(), fq, &old); err != nil {
+		return fmt.Errorf("read port %s: %w", fq, err)
+	}
+	if old.ContainerID != e.ContainerID || old.Interface != e.IfName || (old.Node != "" && old.Node != a.cfg.NodeName) {
+		return api.Conflict("name", "port %s belongs to container %s interface %s on node %s", fq, old.ContainerID, old.Interface, old.Node)
+	}
+	a.log.Info("replacing a stale port of the same container interface", "port", fq, "old_uuid", old.UUID, "new_uuid", e.PortUUID)
+	if err := a.client.Delete(ctx, api.KindPort.Plural(), old.UUID); err != nil {
+		return fmt.Errorf("delete stale port %s: %w", old.UUID, err)
+	}
+	return a.client.Create(ctx, api.KindPort.Plural(), p, nil)
+}
+
+// finishRelease finishes a detach: the data plane lets go of the
+// interface (if the detach could not), the controller forgets the port and
+// releases the addresses, and the journal entry goes.
+func (a *Agent) finishRelease(ctx context.Context, e *Entry) error {
+	if !e.DataplaneDetached {
+		select {
+		case <-a.dpReady:
+		default:
+			return fmt.Errorf("release %s: %w: the data plane is not built yet", e.describe(), ErrNotReady)
+		}
+		a.dpMu.RLock()
+		err := a.dp.Detach(ctx, dataplaneNetwork(a.cache.Network(e.NetworkUUID), e), endpointOf(e))
+		a.dpMu.RUnlock()
+		if err != nil {
+			return fmt.Errorf("release %s: detach: %w", e.describe(), err)
+		}
+		if err := a.update(e.Key(), e.PortUUID, func(cur *Entry) bool {
+			cur.DataplaneDetached = true
+			return true
+		}); err != nil {
+			return err
+		}
+		a.kickSync()
+	}
+	cctx, cancel := context.WithTimeout(ctx, controllerCallTimeout)
+	defer cancel()
+	if e.PortUUID != "" {
+		err := a.client.Delete(cctx, api.KindPort.Plural(), e.PortUUID)
+		a.metrics.op("port_delete", err)
+		if err != nil && !errors.Is(err, api.ErrNotFound) {
+			return fmt.Errorf("release %s: delete port %s: %w", e.describe(), e.PortUUID, err)
+		}
+	}
+	// Spares the attach took but never handed over are released one by
+	// one (they are still the spare owner's); the rest by owner.
+	for _, ip := range e.IPs {
+		if ip.Owner == e.Owner || ip.Owner == "" {
+			// "" is an address the audit found missing: if it was taken
+			// back, it is the container's owner's; if not, it is not ours
+			// to release.
+			continue
+		}
+		p, err := netip.ParsePrefix(ip.Address)
+		if err != nil {
+			continue
+		}
+		_, err = a.client.Release(cctx, api.ReleaseRequest{Network: e.NetworkUUID, IP: p.Addr().String(), Owner: ip.Owner})
+		a.metrics.op("release", err)
+		if err != nil && !errors.Is(err, api.ErrNotFound) && !errors.Is(err, api.ErrConflict) {
+			return fmt.Errorf("release %s: release %s: %w", e.describe(), p.Addr(), err)
+		}
+	}
+	_, err := a.client.Release(cctx, api.ReleaseRequest{Network: e.NetworkUUID, Owner: e.Owner})
+	a.metrics.op("release", err)
+	if err != nil && !errors.Is(err, api.ErrNotFound) {
+		if errors.Is(err, api.ErrInvalid) {
+			// The network is gone: so are its reservations.
+			a.log.Warn("network of a released attachment no longer exists", "container", e.ContainerID, "ifname", e.IfName, "network", e.NetworkFQName, "err", err)
+		} else {
+			return fmt.Errorf("release %s: release addresses of %s: %w", e.describe(), e.Owner, err)
+		}
+	}
+	unlock := a.keys.lock(e.Key())
+	defer unlock()
+	if cur, ok := a.journal.Get(e.Key()); !ok || cur.PortUUID != e.PortUUID || cur.State != StateReleasing {
+		return nil
+	}
+	if err := a.journal.Delete(e.Key()); err != nil {
+		return err
+	}
+	a.log.Info("released", "container", e.ContainerID, "ifname", e.IfName, "network", e.NetworkFQName, "ips", ipStrings(e.IPs))
+	return nil
+}

@@ -1,0 +1,144 @@
+package api
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// This file holds the client calls the node agent makes: registration,
+// heartbeats, handing spare addresses over, typed lists with their
+// revision, and a watch limited to some kinds.
+
+// RegisterNode registers the node n (name and underlay_ip; the controller
+// allocates vtep_ip and vtep_mac) through POST /v1/nodes/register and
+// returns the node as stored. created is true when the node is new (201)
+// and false when it was already registered (200): a node keeps its VTEP
+// across registrations.
+func (c *Client) RegisterNode(ctx context.Context, n Node) (node Node, created bool, err error) {
+	if n.Kind == "" {
+		n.Kind = KindNode
+	}
+	const path = "/v1/nodes/register"
+	req, err := c.newRequest(ctx, http.MethodPost, path, nil, n)
+	if err != nil {
+		return Node{}, false, err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return Node{}, false, err
+	}
+	defer func() {
+		_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
+		resp.Body.Close()
+	}()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return Node{}, false, clientResponseError(resp)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&node); err != nil {
+		return Node{}, false, fmt.Errorf("POST %s: decode response: %w", path, err)
+	}
+	return node, resp.StatusCode == http.StatusCreated, nil
+}
+
+// Heartbeat tells the controller that the agent of node name is alive
+// (POST /v1/nodes/{name}/heartbeat) and returns the node as stored. An
+// unknown node comes back as an error wrapping ErrNotFound.
+func (c *Client) Heartbeat(ctx context.Context, name string) (Node, error) {
+	var out Node
+	if name == "" {
+		return out, fmt.Errorf("heartbeat: empty node name")
+	}
+	err := c.do(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(name)+"/heartbeat", nil, nil, &out)
+	return out, err
+}
+
+// Assign hands a reservation over from req.FromOwner to req.Owner through
+// POST /v1/ipam/assign and returns the reservation as stored.
+func (c *Client) Assign(ctx context.Context, req AssignRequest) (IPReservation, error) {
+	var out IPReservation
+	err := c.do(ctx, http.MethodPost, "/v1/ipam/assign", nil, req, &out)
+	return out, err
+}
+
+// ListItems lists the collection /v1/<plural> (filtered by query, nil for
+// none), decodes every item into a T, and returns them with the store
+// revision the list was read at, from which a watch resumes.
+func ListItems[T any](ctx context.Context, c *Client, plural string, query url.Values) ([]T, int64, error) {
+	l, err := c.List(ctx, plural, query)
+	if err != nil {
+		return nil, 0, err
+	}
+	out := make([]T, 0, len(l.Items))
+	for i, raw := range l.Items {
+		var v T
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return nil, 0, fmt.Errorf("decode %s item %d: %w", plural, i, err)
+		}
+		out = append(out, v)
+	}
+	return out, l.Revision, nil
+}
+
+// WatchKinds is Watch limited to the given kinds (GET
+// /v1/watch?since=<since>&kind=<k>,...); no kinds means every kind. It
+// returns under the same rules as Watch.
+func (c *Client) WatchKinds(ctx context.Context, since int64, kinds []Kind, fn func(WatchEvent) error) error {
+	if len(kinds) == 0 {
+		return c.Watch(ctx, since, fn)
+	}
+	names := make([]string, len(kinds))
+	for i, k := range kinds {
+		names[i] = string(k)
+	}
+	q := url.Values{"since": {strconv.FormatInt(since, 10)}, "kind": {strings.Join(names, ",")}}
+	req, err := c.newRequest(ctx, http.MethodGet, "/v1/watch", q, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "application/x-ndjson, application/json")
+	resp, err := c.watch.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return clientResponseError(resp)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), clientMaxWatchLine)
+	last := since
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		ev, err := clientParseWatchEvent(line)
+		if err != nil {
+			return fmt.Errorf("watch after revision %d: %w", last, err)
+		}
+		if err := fn(ev); err != nil {
+			return err
+		}
+		if ev.Revision > last {
+			last = ev.Revision
+		}
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("watch after revision %d: read stream: %w", last, err)
+	}
+	return fmt.Errorf("watch after revision %d: stream closed by server: %w", last, io.EOF)
+}

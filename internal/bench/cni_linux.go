@@ -1,0 +1,328 @@
+//go:build linux
+
+// Package bench is Weft's benchmark harness. `weft-bench cni` measures CNI
+// ADD+DEL latency of weft-cni and, in the same run and the same namespace
+// setup, of Debian's bridge + host-local plugins, at several
+// concurrencies, and reports percentiles and the ratio between the two.
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containernetworking/cni/libcni"
+
+	"github.com/weft-sdn/weft/internal/api"
+	"github.com/weft-sdn/weft/internal/lab"
+	"github.com/weft-sdn/weft/internal/netns"
+)
+
+// Config of a CNI benchmark run.
+type Config struct {
+	BinDir       string
+	BaselineDir  string
+	Iterations   int
+	Concurrency  []int
+	Spares       int
+	Out          string
+	innerSocket  string
+	innerDataDir string
+}
+
+// Result of one plugin at one concurrency.
+type Result struct {
+	Plugin      string        `json:"plugin"`
+	Concurrency int           `json:"concurrency"`
+	N           int           `json:"n"`
+	P50         time.Duration `json:"p50_ns"`
+	P99         time.Duration `json:"p99_ns"`
+	Mean        time.Duration `json:"mean_ns"`
+	Wall        time.Duration `json:"wall_ns"`
+}
+
+// Main runs `weft-bench` with args.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || (args[0] != "cni" && args[0] != "cni-inner") {
+		fmt.Fprintln(stderr, "usage: weft-bench cni [--bin-dir DIR] [--baseline-dir DIR] [--iterations N] [--concurrency 1,20] [--spares N] [--out FILE]")
+		return 2
+	}
+	cfg := Config{BaselineDir: "/usr/lib/cni", Iterations: 200, Concurrency: []int{1, 20}, Spares: 32}
+	fs := flag.NewFlagSet("weft-bench "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.BinDir, "bin-dir", "", "directory of weft and weft-cni (default: this binary's)")
+	fs.StringVar(&cfg.BaselineDir, "baseline-dir", cfg.BaselineDir, "directory of the baseline bridge and host-local plugins")
+	fs.IntVar(&cfg.Iterations, "iterations", cfg.Iterations, "ADD+DEL pairs per plugin and concurrency")
+	conc := fs.String("concurrency", "1,20", "comma-separated concurrencies")
+	fs.IntVar(&cfg.Spares, "spares", cfg.Spares, "addresses each agent reserves ahead of need per network")
+	fs.StringVar(&cfg.Out, "out", "", "also write the results as JSON to this file")
+	fs.StringVar(&cfg.innerSocket, "agent-socket", "", "(internal) agent socket")
+	fs.StringVar(&cfg.innerDataDir, "data-dir", "", "(internal) scratch directory")
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	cfg.Concurrency = nil
+	for c := range strings.SplitSeq(*conc, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(c))
+		if err != nil || n < 1 {
+			fmt.Fprintf(stderr, "weft-bench: --concurrency: %q is not a positive number\n", c)
+			return 2
+		}
+		cfg.Concurrency = append(cfg.Concurrency, n)
+	}
+	if cfg.BinDir == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			fmt.Fprintln(stderr, "weft-bench:", err)
+			return 1
+		}
+		cfg.BinDir = filepath.Dir(exe)
+	}
+	var err error
+	if args[0] == "cni" {
+		err = runOuter(ctx, cfg, stdout, stderr)
+	} else {
+		err = runInner(ctx, cfg, stdout)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "weft-bench:", err)
+		return 1
+	}
+	return 0
+}
+
+func randomSuffix() string {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// runOuter brings up a one-node lab, then runs the driver inside the
+// node's network namespace, where both plugins configure containers.
+func runOuter(ctx context.Context, cfg Config, stdout, stderr io.Writer) (err error) {
+	if os.Geteuid() != 0 {
+		return errors.New("the CNI benchmark needs root (network namespaces)")
+	}
+	for _, p := range []string{"bridge", "host-local"} {
+		if _, err := os.Stat(filepath.Join(cfg.BaselineDir, p)); err != nil {
+			return fmt.Errorf("baseline plugin %s not found in %s (apt-get install containernetworking-plugins)", p, cfg.BaselineDir)
+		}
+	}
+	dir, err := os.MkdirTemp("", "weft-bench-")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err == nil {
+			_ = os.RemoveAll(dir)
+		} else {
+			fmt.Fprintln(stderr, "weft-bench: logs kept in", dir)
+		}
+	}()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	l, err := lab.Up(ctx, lab.Options{
+		Nodes: 1, StateDir: filepath.Join(dir, "lab"), BinDir: cfg.BinDir, Prefix: "weftbench" + randomSuffix() + "-",
+		ControllerListen: addr, Spares: cfg.Spares, LogLevel: "warn",
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := l.Down(context.WithoutCancel(ctx)); err != nil {
+			fmt.Fprintln(stderr, "weft-bench: tear down the lab:", err)
+		}
+	}()
+	if _, err := l.Client().CreateNetwork(ctx, api.Network{Meta: api.Meta{Name: "bench"}, Subnets: []api.Subnet{{CIDR: "10.200.0.0/16", BlockPrefix: 24}}}); err != nil {
+		return fmt.Errorf("create network bench: %w", err)
+	}
+	node := l.Nodes[0]
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	args := []string{"--net=" + netns.Path(node.Netns), exe, "cni-inner",
+		"--bin-dir", cfg.BinDir, "--baseline-dir", cfg.BaselineDir, "--iterations", strconv.Itoa(cfg.Iterations),
+		"--concurrency", joinInts(cfg.Concurrency), "--agent-socket", node.AgentSocket, "--data-dir", dir}
+	if cfg.Out != "" {
+		out, err := filepath.Abs(cfg.Out)
+		if err != nil {
+			return err
+		}
+		args = append(args, "--out", out)
+	}
+	cmd := exec.CommandContext(ctx, "nsenter", args...)
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("benchmark driver: %w", err)
+	}
+	return nil
+}
+
+func joinInts(v []int) string {
+	s := make([]string, len(v))
+	for i, n := range v {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ",")
+}
+
+type plugin struct {
+	name string
+	conf []byte
+	path []string
+}
+
+// runInner is the driver; it runs inside the node's network namespace.
+func runInner(ctx context.Context, cfg Config, stdout io.Writer) error {
+	plugins := []plugin{
+		{"weft-cni", []byte(fmt.Sprintf(`{"cniVersion":"1.0.0","name":"weft","type":"weft-cni","weft":{"socket":%q,"network":"bench"}}`, cfg.innerSocket)), []string{cfg.BinDir}},
+		{"bridge+host-local", []byte(fmt.Sprintf(`{"cniVersion":"1.0.0","name":"baseline","type":"bridge","bridge":"wbench0","isGateway":true,"ipMasq":false,"ipam":{"type":"host-local","subnet":"10.201.0.0/16","dataDir":%q}}`, filepath.Join(cfg.innerDataDir, "host-local"))), []string{cfg.BaselineDir}},
+	}
+	prefix := "wbc" + randomSuffix() + "-"
+	defer func() {
+		names, _ := netns.List(prefix)
+		for _, n := range names {
+			_ = netns.DeleteNamed(n)
+		}
+	}()
+	var results []Result
+	for _, conc := range cfg.Concurrency {
+		for _, p := range plugins {
+			r, err := measure(ctx, p, conc, cfg.Iterations, prefix, cfg.innerDataDir)
+			if err != nil {
+				return fmt.Errorf("%s at concurrency %d: %w", p.name, conc, err)
+			}
+			results = append(results, r)
+		}
+	}
+	report(stdout, results)
+	if cfg.Out != "" {
+		b, _ := json.MarshalIndent(results, "", "  ")
+		if err := os.WriteFile(cfg.Out, b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// measure runs n ADD+DEL pairs over conc workers. Namespace creation and
+// deletion are not timed; each pair is.
+func measure(ctx context.Context, p plugin, conc, n int, prefix, dataDir string) (Result, error) {
+	conf, err := libcni.ConfFromBytes(p.conf)
+	if err != nil {
+		return Result{}, err
+	}
+	cni := libcni.NewCNIConfigWithCacheDir(p.path, filepath.Join(dataDir, "cni-cache"), nil)
+	// Warm up: one pair, so first-use costs (bridge creation, block lease,
+	// page cache) are not measured.
+	if _, err := pair(ctx, cni, conf, prefix+"warm-"+strconv.Itoa(conc)); err != nil {
+		return Result{}, fmt.Errorf("warm-up: %w", err)
+	}
+	lat := make([]time.Duration, n)
+	var next int
+	var mu sync.Mutex
+	var firstErr error
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				i := next
+				next++
+				mu.Unlock()
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				d, err := pair(ctx, cni, conf, fmt.Sprintf("%sc%d-%d-%d", prefix, conc, w, i))
+				if err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+					return
+				}
+				lat[i] = d
+			}
+		}()
+	}
+	wg.Wait()
+	wall := time.Since(start)
+	if firstErr != nil {
+		return Result{}, firstErr
+	}
+	slices.Sort(lat)
+	var sum time.Duration
+	for _, d := range lat {
+		sum += d
+	}
+	return Result{Plugin: p.name, Concurrency: conc, N: n, P50: pct(lat, 50), P99: pct(lat, 99), Mean: sum / time.Duration(n), Wall: wall}, nil
+}
+
+func pct(sorted []time.Duration, p int) time.Duration {
+	i := (len(sorted)*p+99)/100 - 1
+	return sorted[max(0, min(i, len(sorted)-1))]
+}
+
+// pair creates a namespace, times ADD then DEL in it, and removes it.
+func pair(ctx context.Context, cni *libcni.CNIConfig, conf *libcni.NetworkConfig, ns string) (time.Duration, error) {
+	if err := netns.NewNamed(ns); err != nil {
+		return 0, err
+	}
+	defer func() { _ = netns.DeleteNamed(ns) }()
+	rt := &libcni.RuntimeConf{ContainerID: ns, NetNS: netns.Path(ns), IfName: "eth0"}
+	t0 := time.Now()
+	if _, err := cni.AddNetwork(ctx, conf, rt); err != nil {
+		return 0, fmt.Errorf("ADD: %w", err)
+	}
+	if err := cni.DelNetwork(ctx, conf, rt); err != nil {
+		return 0, fmt.Errorf("DEL: %w", err)
+	}
+	return time.Since(t0), nil
+}
+
+func ms(d time.Duration) string {
+	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 2, 64)
+}
+
+// report prints a table and the ratios weft / baseline.
+func report(w io.Writer, rs []Result) {
+	fmt.Fprintln(w, "CNI ADD+DEL latency (ms), same run, same namespace setup")
+	fmt.Fprintf(w, "%-20s %5s %6s %8s %8s %8s %10s\n", "plugin", "conc", "n", "p50", "p99", "mean", "pairs/s")
+	for _, r := range rs {
+		fmt.Fprintf(w, "%-20s %5d %6d %8s %8s %8s %10.1f\n", r.Plugin, r.Concurrency, r.N, ms(r.P50), ms(r.P99), ms(r.Mean), float64(r.N)/r.Wall.Seconds())
+	}
+	fmt.Fprintln(w, "\nratio weft-cni / bridge+host-local (lower is better)")
+	for _, r := range rs {
+		if r.Plugin != "weft-cni" {
+			continue
+		}
+		for _, b := range rs {
+			if b.Plugin != "weft-cni" && b.Concurrency == r.Concurrency {
+				fmt.Fprintf(w, "  concurrency %-3d p50 %.2f  p99 %.2f\n", r.Concurrency, float64(r.P50)/float64(b.P50), float64(r.P99)/float64(b.P99))
+			}
+		}
+	}
+}

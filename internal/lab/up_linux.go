@@ -1,0 +1,189 @@
+//go:build linux
+
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/weft-sdn/weft/internal/netns"
+)
+
+// Up creates the lab described by opts. What it makes is recorded in the
+// state file step by step; on failure it tears down what it made. A state
+// dir that already holds a lab is refused (run Down first).
+func Up(ctx context.Context, opts Options) (l *Lab, err error) {
+	if err := opts.defaults(); err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(opts.StateDir, stateFile)); err == nil {
+		return nil, fmt.Errorf("lab: %s already holds a lab; run `weft lab down --state-dir %s` first", opts.StateDir, opts.StateDir)
+	}
+	if err := os.MkdirAll(opts.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	dir, err := filepath.Abs(opts.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	if left, _ := netns.List(opts.Prefix); len(left) > 0 {
+		return nil, fmt.Errorf("lab: namespaces with prefix %q exist already (%v); another lab runs, or one was not taken down", opts.Prefix, left)
+	}
+	l = &Lab{dir: dir, bin: opts.BinDir, log: opts.Log}
+	l.Prefix = opts.Prefix
+	l.Fabric = opts.Prefix + "fabric"
+	if err := l.save(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			if derr := l.Down(context.WithoutCancel(ctx)); derr != nil {
+				err = errors.Join(err, fmt.Errorf("tear down after failure: %w", derr))
+			}
+		}
+	}()
+
+	// Topology: record the names first, so a crash leaves them known.
+	topo, err := netns.NewLab(opts.Prefix, 0)
+	if err != nil {
+		return l, err
+	}
+	l.Namespaces = append(l.Namespaces, topo.Fabric)
+	for i := range opts.Nodes {
+		l.Namespaces = append(l.Namespaces, fmt.Sprintf("%snode%d", opts.Prefix, i+1))
+	}
+	if err := l.save(); err != nil {
+		return l, err
+	}
+	for range opts.Nodes {
+		if _, err := topo.AddNode(); err != nil {
+			return l, err
+		}
+	}
+	l.log.Info("namespaces created", "fabric", topo.Fabric, "nodes", opts.Nodes)
+
+	// Controller.
+	l.ControllerURL = "http://" + opts.ControllerListen
+	l.ControllerSocket = filepath.Join(dir, "controller.sock")
+	weft := filepath.Join(opts.BinDir, "weft")
+	l.Controller, err = l.start("controller", []string{weft, "controller",
+		"--listen", opts.ControllerListen, "--listen-unix", l.ControllerSocket,
+		"--data-dir", filepath.Join(dir, "controller"), "--etcd-listen", "http://127.0.0.1:0",
+		"--quarantine", opts.Quarantine.String(), "--log-level", opts.LogLevel})
+	if err != nil {
+		return l, err
+	}
+	if err := l.save(); err != nil {
+		return l, err
+	}
+	cli := l.Client()
+	if err := waitFor(ctx, "controller", l.Controller, 60*time.Second, func() bool {
+		_, err := cli.Version(ctx)
+		return err == nil
+	}); err != nil {
+		return l, err
+	}
+	l.log.Info("controller ready", "url", l.ControllerURL)
+
+	// Agents, inside their nodes' namespaces. nsenter enters only the
+	// network namespace: `ip netns exec` would also give the agent a
+	// private mount namespace, where the router namespaces it mounts would
+	// vanish with it.
+	for i, tn := range topo.Nodes {
+		name := "node" + strconv.Itoa(i+1)
+		n := NodeState{
+			Name: name, Netns: tn.Name, Underlay: tn.Underlay.Addr().String(),
+			StateDir:     filepath.Join(dir, name),
+			AgentSocket:  filepath.Join(dir, name, "agent.sock"),
+			RouterPrefix: fmt.Sprintf("%sn%d-", opts.Prefix, i+1),
+		}
+		n.CNIConfigDir = filepath.Join(n.StateDir, "cni", "net.d")
+		n.CNIPluginsDir = opts.BinDir
+		if err := os.MkdirAll(n.CNIConfigDir, 0o755); err != nil {
+			return l, err
+		}
+		if err := writeCNIConfig(n); err != nil {
+			return l, err
+		}
+		n.Agent, err = l.start(name+"-agent", []string{"nsenter", "--net=" + tn.Path, weft, "agent",
+			"--node-name", name, "--underlay-ip", n.Underlay,
+			"--controller", "unix://" + l.ControllerSocket,
+			"--state-dir", filepath.Join(n.StateDir, "agent"), "--socket", n.AgentSocket,
+			"--port-api-listen", "", "--router-ns-prefix", n.RouterPrefix,
+			"--spares", strconv.Itoa(opts.Spares), "--log-level", opts.LogLevel})
+		if err != nil {
+			return l, err
+		}
+		l.Nodes = append(l.Nodes, n)
+		if err := l.save(); err != nil {
+			return l, err
+		}
+	}
+	for _, n := range l.Nodes {
+		if err := waitFor(ctx, n.Name+" agent", n.Agent, 60*time.Second, func() bool {
+			st, err := n.AgentStatus(ctx)
+			return err == nil && st.Ready
+		}); err != nil {
+			return l, err
+		}
+	}
+	l.log.Info("agents ready", "nodes", len(l.Nodes))
+	return l, nil
+}
+
+// writeCNIConfig writes the node's CNI configuration for weft-cni, as an
+// operator would install it for the Mesos network/cni isolator.
+func writeCNIConfig(n NodeState) error {
+	conf := fmt.Sprintf(`{"cniVersion":"0.2.0","name":"weft","type":"weft-cni","weft":{"socket":%q}}`+"\n", n.AgentSocket)
+	return os.WriteFile(filepath.Join(n.CNIConfigDir, "weft.conf"), []byte(conf), 0o644)
+}
+
+// Down stops every process of the lab and deletes every namespace it made
+// (and the router namespaces its agents made, which share its prefix),
+// then the state file. It works on a half-made lab and is safe to repeat.
+func (l *Lab) Down(ctx context.Context) error {
+	_ = ctx
+	var errs []error
+	for _, n := range l.Nodes {
+		stop(n.Agent, 5*time.Second)
+	}
+	stop(l.Controller, 10*time.Second)
+	for _, p := range append([]Process{l.Controller}, agents(l.Nodes)...) {
+		if p.Alive() {
+			errs = append(errs, fmt.Errorf("process %d did not stop", p.PID))
+		}
+	}
+	if l.Prefix != "" {
+		names, err := netns.List(l.Prefix)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		for _, name := range names {
+			if err := netns.DeleteNamed(name); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for _, f := range []string{stateFile, "controller.sock"} {
+		if err := os.Remove(filepath.Join(l.dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+func agents(nodes []NodeState) []Process {
+	out := make([]Process, len(nodes))
+	for i, n := range nodes {
+		out[i] = n.Agent
+	}
+	return out
+}
