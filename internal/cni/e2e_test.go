@@ -121,6 +121,7 @@ func TestEndToEnd(t *testing.T) {
 	for _, cniVersion := range []string{"-", "0.1.0", "0.2.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"} {
 		t.Run("lifecycle "+cniVersion, func(t *testing.T) {
 			stdin := injectMesosArgs(t, confFile(cniVersion), networkInfo)
+			//lint:ignore SA1019 Mesos hands plugins single-plugin configs, not conflists: this is the format under test.
 			net, err := libcni.ConfFromBytes(stdin)
 			if err != nil {
 				t.Fatal(err)
@@ -180,6 +181,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	t.Run("check after detach fails", func(t *testing.T) {
+		//lint:ignore SA1019 Mesos hands plugins single-plugin configs, not conflists: this is the format under test.
 		net, _ := libcni.ConfFromBytes(injectMesosArgs(t, confFile("1.0.0"), networkInfo))
 		rt := &libcni.RuntimeConf{ContainerID: "chk", NetNS: "/ns/chk", IfName: "eth0"}
 		if _, err := cni.AddNetwork(ctx, net, rt); err != nil {
@@ -196,6 +198,7 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("status and gc", func(t *testing.T) {
+		//lint:ignore SA1019 Mesos hands plugins single-plugin configs, not conflists: this is the format under test.
 		list, err := libcni.ConfListFromConf(mustConf(t, confFile("1.1.0")))
 		if err != nil {
 			t.Fatal(err)
@@ -340,6 +343,7 @@ func TestEndToEnd(t *testing.T) {
 
 func mustConf(t *testing.T, b []byte) *libcni.NetworkConfig {
 	t.Helper()
+	//lint:ignore SA1019 Mesos hands plugins single-plugin configs, not conflists: this is the format under test.
 	net, err := libcni.ConfFromBytes(b)
 	if err != nil {
 		t.Fatal(err)

@@ -353,6 +353,7 @@ func (c *cluster) cni() *libcni.CNIConfig {
 func (ct *container) add(t *testing.T, n *node, ifname, version, networkInfo string) ([]byte, error) {
 	t.Helper()
 	ct.n = n
+	//lint:ignore SA1019 Mesos hands plugins single-plugin configs, not conflists: this is the format under test.
 	conf, err := libcni.ConfFromBytes(n.cniConfig(version, networkInfo))
 	if err != nil {
 		t.Fatal(err)
@@ -370,6 +371,7 @@ func (ct *container) add(t *testing.T, n *node, ifname, version, networkInfo str
 
 func (ct *container) del(t *testing.T, n *node, ifname, netnsPath string) error {
 	t.Helper()
+	//lint:ignore SA1019 Mesos hands plugins single-plugin configs, not conflists: this is the format under test.
 	conf, err := libcni.ConfFromBytes(n.cniConfig("1.0.0", ""))
 	if err != nil {
 		t.Fatal(err)
