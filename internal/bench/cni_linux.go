@@ -40,6 +40,8 @@ type Config struct {
 	Concurrency  []int
 	Spares       int
 	Out          string
+	LogLevel     string
+	Keep         bool
 	innerSocket  string
 	innerDataDir string
 }
@@ -52,6 +54,8 @@ type Result struct {
 	P50         time.Duration `json:"p50_ns"`
 	P99         time.Duration `json:"p99_ns"`
 	Mean        time.Duration `json:"mean_ns"`
+	AddP50      time.Duration `json:"add_p50_ns"`
+	DelP50      time.Duration `json:"del_p50_ns"`
 	Wall        time.Duration `json:"wall_ns"`
 }
 
@@ -70,6 +74,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	conc := fs.String("concurrency", "1,20", "comma-separated concurrencies")
 	fs.IntVar(&cfg.Spares, "spares", cfg.Spares, "addresses each agent reserves ahead of need per network")
 	fs.StringVar(&cfg.Out, "out", "", "also write the results as JSON to this file")
+	fs.StringVar(&cfg.LogLevel, "log-level", "warn", "log level of the lab's daemons")
+	fs.BoolVar(&cfg.Keep, "keep-logs", false, "keep the lab's logs (printed path) after the run")
 	fs.StringVar(&cfg.innerSocket, "agent-socket", "", "(internal) agent socket")
 	fs.StringVar(&cfg.innerDataDir, "data-dir", "", "(internal) scratch directory")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -127,7 +133,7 @@ func runOuter(ctx context.Context, cfg Config, stdout, stderr io.Writer) (err er
 		return err
 	}
 	defer func() {
-		if err == nil {
+		if err == nil && !cfg.Keep {
 			_ = os.RemoveAll(dir)
 		} else {
 			fmt.Fprintln(stderr, "weft-bench: logs kept in", dir)
@@ -141,7 +147,7 @@ func runOuter(ctx context.Context, cfg Config, stdout, stderr io.Writer) (err er
 	_ = ln.Close()
 	l, err := lab.Up(ctx, lab.Options{
 		Nodes: 1, StateDir: filepath.Join(dir, "lab"), BinDir: cfg.BinDir, Prefix: "weftbench" + randomSuffix() + "-",
-		ControllerListen: addr, Spares: cfg.Spares, LogLevel: "warn",
+		ControllerListen: addr, Spares: cfg.Spares, LogLevel: cfg.LogLevel,
 	})
 	if err != nil {
 		return err
@@ -235,10 +241,11 @@ func measure(ctx context.Context, p plugin, conc, n int, prefix, dataDir string)
 	cni := libcni.NewCNIConfigWithCacheDir(p.path, filepath.Join(dataDir, "cni-cache"), nil)
 	// Warm up: one pair, so first-use costs (bridge creation, block lease,
 	// page cache) are not measured.
-	if _, err := pair(ctx, cni, conf, prefix+"warm-"+strconv.Itoa(conc)); err != nil {
+	if _, _, err := pair(ctx, cni, conf, prefix+"warm-"+strconv.Itoa(conc)); err != nil {
 		return Result{}, fmt.Errorf("warm-up: %w", err)
 	}
 	lat := make([]time.Duration, n)
+	adds := make([]time.Duration, n)
 	var next int
 	var mu sync.Mutex
 	var firstErr error
@@ -256,7 +263,7 @@ func measure(ctx context.Context, p plugin, conc, n int, prefix, dataDir string)
 				if i >= n || ctx.Err() != nil {
 					return
 				}
-				d, err := pair(ctx, cni, conf, fmt.Sprintf("%sc%d-%d-%d", prefix, conc, w, i))
+				d, add, err := pair(ctx, cni, conf, fmt.Sprintf("%sc%d-%d-%d", prefix, conc, w, i))
 				if err != nil {
 					mu.Lock()
 					if firstErr == nil {
@@ -265,7 +272,7 @@ func measure(ctx context.Context, p plugin, conc, n int, prefix, dataDir string)
 					mu.Unlock()
 					return
 				}
-				lat[i] = d
+				lat[i], adds[i] = d, add
 			}
 		}()
 	}
@@ -274,12 +281,17 @@ func measure(ctx context.Context, p plugin, conc, n int, prefix, dataDir string)
 	if firstErr != nil {
 		return Result{}, firstErr
 	}
-	slices.Sort(lat)
+	dels := make([]time.Duration, n)
 	var sum time.Duration
-	for _, d := range lat {
+	for i, d := range lat {
 		sum += d
+		dels[i] = d - adds[i]
 	}
-	return Result{Plugin: p.name, Concurrency: conc, N: n, P50: pct(lat, 50), P99: pct(lat, 99), Mean: sum / time.Duration(n), Wall: wall}, nil
+	slices.Sort(lat)
+	slices.Sort(adds)
+	slices.Sort(dels)
+	return Result{Plugin: p.name, Concurrency: conc, N: n, P50: pct(lat, 50), P99: pct(lat, 99), Mean: sum / time.Duration(n),
+		AddP50: pct(adds, 50), DelP50: pct(dels, 50), Wall: wall}, nil
 }
 
 func pct(sorted []time.Duration, p int) time.Duration {
@@ -287,21 +299,23 @@ func pct(sorted []time.Duration, p int) time.Duration {
 	return sorted[max(0, min(i, len(sorted)-1))]
 }
 
-// pair creates a namespace, times ADD then DEL in it, and removes it.
-func pair(ctx context.Context, cni *libcni.CNIConfig, conf *libcni.NetworkConfig, ns string) (time.Duration, error) {
+// pair creates a namespace, times ADD then DEL in it, and removes it. It
+// returns the time of both and of the ADD alone.
+func pair(ctx context.Context, cni *libcni.CNIConfig, conf *libcni.NetworkConfig, ns string) (total, add time.Duration, err error) {
 	if err := netns.NewNamed(ns); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer func() { _ = netns.DeleteNamed(ns) }()
 	rt := &libcni.RuntimeConf{ContainerID: ns, NetNS: netns.Path(ns), IfName: "eth0"}
 	t0 := time.Now()
 	if _, err := cni.AddNetwork(ctx, conf, rt); err != nil {
-		return 0, fmt.Errorf("ADD: %w", err)
+		return 0, 0, fmt.Errorf("ADD: %w", err)
 	}
+	add = time.Since(t0)
 	if err := cni.DelNetwork(ctx, conf, rt); err != nil {
-		return 0, fmt.Errorf("DEL: %w", err)
+		return 0, 0, fmt.Errorf("DEL: %w", err)
 	}
-	return time.Since(t0), nil
+	return time.Since(t0), add, nil
 }
 
 func ms(d time.Duration) string {
@@ -311,9 +325,9 @@ func ms(d time.Duration) string {
 // report prints a table and the ratios weft / baseline.
 func report(w io.Writer, rs []Result) {
 	fmt.Fprintln(w, "CNI ADD+DEL latency (ms), same run, same namespace setup")
-	fmt.Fprintf(w, "%-20s %5s %6s %8s %8s %8s %10s\n", "plugin", "conc", "n", "p50", "p99", "mean", "pairs/s")
+	fmt.Fprintf(w, "%-20s %5s %6s %8s %8s %8s %9s %9s %10s\n", "plugin", "conc", "n", "p50", "p99", "mean", "ADD p50", "DEL p50", "pairs/s")
 	for _, r := range rs {
-		fmt.Fprintf(w, "%-20s %5d %6d %8s %8s %8s %10.1f\n", r.Plugin, r.Concurrency, r.N, ms(r.P50), ms(r.P99), ms(r.Mean), float64(r.N)/r.Wall.Seconds())
+		fmt.Fprintf(w, "%-20s %5d %6d %8s %8s %8s %9s %9s %10.1f\n", r.Plugin, r.Concurrency, r.N, ms(r.P50), ms(r.P99), ms(r.Mean), ms(r.AddP50), ms(r.DelP50), float64(r.N)/r.Wall.Seconds())
 	}
 	fmt.Fprintln(w, "\nratio weft-cni / bridge+host-local (lower is better)")
 	for _, r := range rs {
