@@ -1,5 +1,5 @@
-// Command weft runs Weft's daemons: `weft controller`, `weft agent` (and, as they
-// land, `weft mesos-manager`, `weft lab`).
+// Command weft runs Weft's daemons (`weft controller`, `weft agent`) and
+// the lab (`weft lab`).
 package main
 
 import (
@@ -14,6 +14,7 @@ import (
 
 	"github.com/weft-sdn/weft/internal/agent"
 	"github.com/weft-sdn/weft/internal/controller"
+	"github.com/weft-sdn/weft/internal/lab"
 )
 
 const usage = `Usage: weft <command> [flags]
@@ -21,6 +22,7 @@ const usage = `Usage: weft <command> [flags]
 Commands:
   controller    run the controller (resource API, IPAM, watch stream)
   agent         run the node agent (data plane, CNI socket, port API)
+  lab           a whole cluster on this machine: up, status, down
   version       print the version
 
 Run 'weft <command> --help' for the flags of a command.
@@ -61,6 +63,8 @@ func run(args []string) int {
 				err = a.Run(ctx)
 			}
 		}
+	case "lab":
+		return lab.Main(ctx, args[1:], os.Stdout, os.Stderr)
 	case "version", "--version":
 		fmt.Println("weft", controller.Version)
 		return 0
