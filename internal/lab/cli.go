@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/weft-sdn/weft/internal/api"
+	"github.com/weft-sdn/weft/internal/mesos/emulator"
 )
 
 // DefaultStateDir is where `weft lab` keeps its state unless told.
@@ -27,14 +28,49 @@ underlay bridge (198.18.0.0/15), a controller, one agent per node.
 
 Commands:
   up       create the lab          [--nodes N] [--state-dir DIR] [--controller-listen ADDR]
-  status   show nodes and networks [--state-dir DIR] [-o table|json]
-  down     remove everything the lab made (also after a crash of up) [--state-dir DIR]
+  status   show nodes, networks and tasks [-o table|json]
+  down     remove everything the lab made (also after a crash of up)
+  task run NAME --node NODE [--network NET]... [--ip ADDR] [--ipv6] [--label K=V]... [-- CMD...]
+           launch a task through the node's Mesos agent emulator (one
+           interface per --network: eth0, eth1, ...; default network if none)
+  task list                        tasks with their nodes, states and addresses
+  task kill NAME                   kill a task (its networks are detached, CNI DEL)
+  exec NAME -- CMD...              run a command inside a task's network namespace
+  mesos-agent [flags]              run a Mesos agent emulator (lab up starts one per node)
+
+Every command takes --state-dir DIR, before or after the command (default
+$WEFT_LAB_STATE_DIR, else /var/lib/weft/lab).
 
 Run 'weft lab <command> --help' for its flags.
 `
 
+// stateDirDefault is the --state-dir default of every subcommand: a
+// leading `--state-dir DIR` (before the subcommand), else
+// $WEFT_LAB_STATE_DIR, else DefaultStateDir.
+func stateDirDefault(args []string) (string, []string) {
+	dir := os.Getenv("WEFT_LAB_STATE_DIR")
+	if dir == "" {
+		dir = DefaultStateDir
+	}
+	for len(args) > 0 {
+		switch a := args[0]; {
+		case (a == "--state-dir" || a == "-state-dir") && len(args) > 1:
+			dir, args = args[1], args[2:]
+		case strings.HasPrefix(a, "--state-dir="), strings.HasPrefix(a, "-state-dir="):
+			_, dir, _ = strings.Cut(a, "=")
+			args = args[1:]
+		default:
+			return dir, args
+		}
+	}
+	return dir, args
+}
+
+var defaultStateDir = DefaultStateDir
+
 // Main runs `weft lab` with args (after "lab").
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	defaultStateDir, args = stateDirDefault(args)
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
@@ -47,6 +83,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdDown(ctx, args[1:], stdout, stderr)
 	case "status":
 		err = cmdStatus(ctx, args[1:], stdout, stderr)
+	case "task":
+		err = cmdTask(ctx, args[1:], stdout, stderr)
+	case "exec":
+		return cmdExec(ctx, args[1:], stdout, stderr)
+	case "mesos-agent":
+		return emulator.Main(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -72,7 +114,7 @@ type usageError struct{ error }
 func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
 	fs := flag.NewFlagSet("weft lab "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dir := fs.String("state-dir", DefaultStateDir, "directory of the lab's state, logs and sockets")
+	dir := fs.String("state-dir", defaultStateDir, "directory of the lab's state, logs and sockets (or $WEFT_LAB_STATE_DIR)")
 	return fs, dir
 }
 
@@ -137,6 +179,7 @@ type StatusReport struct {
 	Controller string        `json:"controller"`
 	Nodes      []NodeStatus  `json:"nodes"`
 	Networks   []api.Network `json:"networks"`
+	Tasks      []Task        `json:"tasks"`
 }
 
 // NodeStatus is one node in the status.
@@ -173,6 +216,11 @@ func (l *Lab) Status(ctx context.Context) (StatusReport, error) {
 		}
 		r.Nodes = append(r.Nodes, ns)
 	}
+	tasks, err := l.Tasks(ctx)
+	if err != nil {
+		return r, err
+	}
+	r.Tasks = tasks
 	return r, nil
 }
 
@@ -211,5 +259,166 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t\n", n.Name, n.VNI, strings.Join(subs, ","))
 	}
+	writeTasks(tw, r.Tasks)
 	return tw.Flush()
+}
+
+func writeTasks(tw *tabwriter.Writer, tasks []Task) {
+	fmt.Fprintf(tw, "\nTASK\tNODE\tSTATE\tIPS\tNETWORKS\n")
+	for _, t := range tasks {
+		state := strings.TrimPrefix(t.State, "TASK_")
+		if t.Error != "" {
+			state += " (" + firstLine(t.Error) + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.Name, t.Node, state, strings.Join(t.IPs, ","), strings.Join(t.Networks, ","))
+	}
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if len(s) > 120 {
+		s = s[:117] + "..."
+	}
+	return s
+}
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+// splitDashDash separates a command after "--" from the flags before it.
+func splitDashDash(args []string) (before, after []string) {
+	for i, a := range args {
+		if a == "--" {
+			return args[:i], args[i+1:]
+		}
+	}
+	return args, nil
+}
+
+// interspersed moves positional arguments (a task name) out of the flags,
+// so they may come first as in `task run web --node node1`.
+func interspersed(args []string) (flags, positional []string) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case strings.HasPrefix(a, "-"):
+			flags = append(flags, a)
+			if !strings.Contains(a, "=") && a != "--ipv6" && a != "-ipv6" && i+1 < len(args) {
+				flags = append(flags, args[i+1])
+				i++
+			}
+		default:
+			positional = append(positional, a)
+		}
+	}
+	return flags, positional
+}
+
+func cmdTask(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usageError{errors.New("task: say run, list or kill")}
+	}
+	sub, rest := args[0], args[1:]
+	rest, cmd := splitDashDash(rest)
+	flags, pos := interspersed(rest)
+	fs, dir := newFlags("task "+sub, stderr)
+	switch sub {
+	case "run":
+		var req TaskRequest
+		var nets, labels multiFlag
+		fs.StringVar(&req.Node, "node", "", "node to run the task on (required)")
+		fs.Var(&nets, "network", "Weft network of the next interface (repeatable)")
+		fs.StringVar(&req.IP, "ip", "", "explicit address of the first interface")
+		fs.BoolVar(&req.IPv6, "ipv6", false, "also ask for an IPv6 address")
+		fs.Var(&labels, "label", "NetworkInfo label K=V (repeatable)")
+		if err := parse(fs, flags); err != nil {
+			return err
+		}
+		if len(pos) != 1 {
+			return usageError{errors.New("task run: give exactly one task NAME")}
+		}
+		if req.Node == "" {
+			return usageError{errors.New("task run: --node is required")}
+		}
+		req.Name, req.Networks, req.Command = pos[0], nets, cmd
+		req.Labels = map[string]string{}
+		for _, kv := range labels {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok || k == "" {
+				return usageError{fmt.Errorf("--label %q: want K=V", kv)}
+			}
+			req.Labels[k] = v
+		}
+		l, err := Load(*dir)
+		if err != nil {
+			return err
+		}
+		t, err := l.RunTask(ctx, req)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "task %s running on %s: %s (%s)\n", t.Name, t.Node, strings.Join(t.IPs, ", "), strings.Join(t.Networks, ", "))
+		return nil
+	case "list":
+		if err := parse(fs, flags); err != nil {
+			return err
+		}
+		l, err := Load(*dir)
+		if err != nil {
+			return err
+		}
+		ts, err := l.Tasks(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		writeTasks(tw, ts)
+		return tw.Flush()
+	case "kill":
+		if err := parse(fs, flags); err != nil {
+			return err
+		}
+		if len(pos) != 1 {
+			return usageError{errors.New("task kill: give exactly one task NAME")}
+		}
+		l, err := Load(*dir)
+		if err != nil {
+			return err
+		}
+		if err := l.KillTask(ctx, pos[0]); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "task %s killed\n", pos[0])
+		return nil
+	}
+	return usageError{fmt.Errorf("task %q: say run, list or kill", sub)}
+}
+
+// cmdExec runs a command in a task's network namespace, with the caller's
+// standard streams, and returns its exit code.
+func cmdExec(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	rest, cmd := splitDashDash(args)
+	flags, pos := interspersed(rest)
+	fs, dir := newFlags("exec", stderr)
+	if err := parse(fs, flags); err != nil {
+		fmt.Fprintf(stderr, "weft lab exec: %v\n", err)
+		return 2
+	}
+	if len(pos) != 1 || len(cmd) == 0 {
+		fmt.Fprintln(stderr, "usage: weft lab exec NAME -- CMD...")
+		return 2
+	}
+	l, err := Load(*dir)
+	if err != nil {
+		fmt.Fprintf(stderr, "weft lab exec: %v\n", err)
+		return 1
+	}
+	code, err := l.Exec(ctx, pos[0], cmd, os.Stdin, stdout, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "weft lab exec: %v\n", err)
+		return 1
+	}
+	return code
 }

@@ -57,6 +57,7 @@ type Options struct {
 // State is what a lab made, kept in <state-dir>/lab.json.
 type State struct {
 	Prefix           string      `json:"prefix"`
+	BinDir           string      `json:"bin_dir"`
 	Fabric           string      `json:"fabric"`
 	Namespaces       []string    `json:"namespaces"`
 	ControllerURL    string      `json:"controller_url"`
@@ -76,6 +77,11 @@ type NodeState struct {
 	StateDir      string  `json:"state_dir"`
 	CNIConfigDir  string  `json:"cni_config_dir"`
 	CNIPluginsDir string  `json:"cni_plugins_dir"`
+	// The node's Mesos agent emulator: its API socket and the root of
+	// the network/cni isolator's files.
+	Emulator       Process `json:"emulator"`
+	EmulatorSocket string  `json:"emulator_socket"`
+	EmulatorRoot   string  `json:"emulator_root"`
 }
 
 // Process is a daemon the lab started: its pid and the start time the
@@ -106,6 +112,7 @@ func Load(dir string) (*Lab, error) {
 	if err := json.Unmarshal(b, &l.State); err != nil {
 		return nil, fmt.Errorf("decode %s: %w", filepath.Join(dir, stateFile), err)
 	}
+	l.bin = l.BinDir
 	return l, nil
 }
 

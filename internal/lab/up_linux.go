@@ -4,11 +4,16 @@ package lab
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/weft-sdn/weft/internal/netns"
@@ -36,6 +41,7 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 	}
 	l = &Lab{dir: dir, bin: opts.BinDir, log: opts.Log}
 	l.Prefix = opts.Prefix
+	l.BinDir = opts.BinDir
 	l.Fabric = opts.Prefix + "fabric"
 	if err := l.save(); err != nil {
 		return nil, err
@@ -104,6 +110,8 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 		}
 		n.CNIConfigDir = filepath.Join(n.StateDir, "cni", "net.d")
 		n.CNIPluginsDir = opts.BinDir
+		n.EmulatorSocket = filepath.Join(n.StateDir, "mesos-agent.sock")
+		n.EmulatorRoot = filepath.Join(n.StateDir, "mesos", "isolators", "network", "cni")
 		if err := os.MkdirAll(n.CNIConfigDir, 0o755); err != nil {
 			return l, err
 		}
@@ -123,6 +131,14 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 		if err := l.save(); err != nil {
 			return l, err
 		}
+		// The node's Mesos agent emulator, in the node's namespace too.
+		l.Nodes[i].Emulator, err = l.startEmulator(l.Nodes[i], opts.LogLevel)
+		if err != nil {
+			return l, err
+		}
+		if err := l.save(); err != nil {
+			return l, err
+		}
 	}
 	for _, n := range l.Nodes {
 		if err := waitFor(ctx, n.Name+" agent", n.Agent, 60*time.Second, func() bool {
@@ -131,9 +147,55 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 		}); err != nil {
 			return l, err
 		}
+		if err := waitFor(ctx, n.Name+" mesos agent emulator", n.Emulator, 30*time.Second, func() bool {
+			var h map[string]string
+			return unixGet(ctx, n.EmulatorSocket, "/health", &h) == nil
+		}); err != nil {
+			return l, err
+		}
 	}
 	l.log.Info("agents ready", "nodes", len(l.Nodes))
 	return l, nil
+}
+
+// startEmulator runs the node's Mesos agent emulator in its namespace.
+func (l *Lab) startEmulator(n NodeState, logLevel string) (Process, error) {
+	return l.start(n.Name+"-mesos-agent", []string{"nsenter", "--net=" + netns.Path(n.Netns), filepath.Join(l.bin, "weft"), "lab", "mesos-agent",
+		"--network_cni_config_dir", n.CNIConfigDir, "--network_cni_plugins_dir", n.CNIPluginsDir,
+		"--root", n.EmulatorRoot, "--listen", "unix:" + n.EmulatorSocket,
+		"--hostname", n.Name, "--ip", n.Underlay, "--log_level", logLevel})
+}
+
+// RestartEmulator kills a node's Mesos agent emulator (SIGKILL, as a
+// crash), runs whileDown (if not nil), and starts it again; it recovers its
+// containers from disk, cleaning up those whose task died meanwhile.
+func (l *Lab) RestartEmulator(ctx context.Context, node string, whileDown func() error) error {
+	n, err := l.node(node)
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(l.Nodes, func(x NodeState) bool { return x.Name == node })
+	_ = syscall.Kill(n.Emulator.PID, syscall.SIGKILL)
+	for n.Emulator.Alive() {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if whileDown != nil {
+		if err := whileDown(); err != nil {
+			return err
+		}
+	}
+	p, err := l.startEmulator(n, "info")
+	if err != nil {
+		return err
+	}
+	l.Nodes[i].Emulator = p
+	if err := l.save(); err != nil {
+		return err
+	}
+	return waitFor(ctx, node+" mesos agent emulator", p, 30*time.Second, func() bool {
+		var h map[string]string
+		return unixGet(ctx, n.EmulatorSocket, "/health", &h) == nil
+	})
 }
 
 // writeCNIConfig writes the node's CNI configuration for weft-cni, as an
@@ -147,17 +209,24 @@ func writeCNIConfig(n NodeState) error {
 // (and the router namespaces its agents made, which share its prefix),
 // then the state file. It works on a half-made lab and is safe to repeat.
 func (l *Lab) Down(ctx context.Context) error {
-	_ = ctx
 	var errs []error
+	// Tasks first, through their emulators, so their networks are
+	// detached as Mesos would; then whatever a dead emulator left.
+	kctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	l.killAllTasks(kctx)
+	cancel()
 	for _, n := range l.Nodes {
+		stop(n.Emulator, 5*time.Second)
+		killTasks(n.EmulatorRoot)
 		stop(n.Agent, 5*time.Second)
 	}
 	stop(l.Controller, 10*time.Second)
-	for _, p := range append([]Process{l.Controller}, agents(l.Nodes)...) {
+	for _, p := range l.processes() {
 		if p.Alive() {
 			errs = append(errs, fmt.Errorf("process %d did not stop", p.PID))
 		}
 	}
+	errs = append(errs, unmountUnder(l.dir))
 	if l.Prefix != "" {
 		names, err := netns.List(l.Prefix)
 		if err != nil {
@@ -186,4 +255,62 @@ func agents(nodes []NodeState) []Process {
 		out[i] = n.Agent
 	}
 	return out
+}
+
+// processes are the lab's daemons.
+func (l *Lab) processes() []Process {
+	ps := []Process{l.Controller}
+	for _, n := range l.Nodes {
+		ps = append(ps, n.Agent, n.Emulator)
+	}
+	return ps
+}
+
+// killTasks kills task processes an emulator recorded under its root and
+// that still run (the emulator was gone before it could kill them).
+func killTasks(root string) {
+	recs, _ := filepath.Glob(filepath.Join(root, "*", ".emulator.json"))
+	for _, rec := range recs {
+		b, err := os.ReadFile(rec)
+		if err != nil {
+			continue
+		}
+		var r struct {
+			Proc *struct {
+				PID   int    `json:"pid"`
+				Start uint64 `json:"start_time"`
+			} `json:"proc"`
+		}
+		if json.Unmarshal(b, &r) != nil || r.Proc == nil || r.Proc.PID <= 0 || r.Proc.Start == 0 {
+			continue
+		}
+		p := Process{PID: r.Proc.PID, Start: r.Proc.Start}
+		if p.Alive() {
+			_ = syscall.Kill(p.PID, syscall.SIGKILL)
+		}
+	}
+}
+
+// unmountUnder detaches every mount point below dir (the emulators' netns
+// handles), deepest first.
+func unmountUnder(dir string) error {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	var points []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
+			points = append(points, f[4])
+		}
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(points)))
+	var errs []error
+	for _, p := range points {
+		if err := syscall.Unmount(p, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOENT) {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", p, err))
+		}
+	}
+	return errors.Join(errs...)
 }
