@@ -5,7 +5,6 @@ VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || ech
 LDFLAGS       := -X github.com/weft-sdn/weft/internal/controller.Version=$(VERSION) -X github.com/weft-sdn/weft/internal/weftctl.Version=$(VERSION)
 STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 BINARIES      := weft weftctl weft-cni weft-bench
-DEMO_DIR      ?= /tmp/weft-demo
 
 .PHONY: all build test lint bench demo demo-down clean
 
@@ -29,10 +28,13 @@ lint:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2000x ./internal/ipam/ ./internal/controller/
 
-# Until the lab lands, the demo starts a controller with an embedded etcd
-# and walks through the API with weftctl.
+# A 3-node lab with networks, tasks, status and a connectivity matrix
+# (root). It stays up: `bin/weft lab down` removes it.
 demo: build
-	@./scripts/demo.sh $(DEMO_DIR)
+	@./scripts/demo.sh
+
+demo-down:
+	@bin/weft lab down
 
 clean:
 	rm -rf $(BIN)

@@ -1,44 +1,56 @@
 #!/usr/bin/env bash
-# make demo: starts a Weft controller (embedded etcd) in the background and
-# walks through the API with weftctl. The controller keeps running; the last
-# line says how to stop it.
+# make demo: a 3-node Weft lab on this machine, networks blue and red (the
+# same subnet, isolated from each other), tasks as Mesos would launch them,
+# the status table and a connectivity matrix. The lab keeps running; the
+# last line says how to take it down.
 set -euo pipefail
-dir=${1:-/tmp/weft-demo}
-bin=$(cd "$(dirname "$0")/.." && pwd)/bin
-port=${WEFT_DEMO_PORT:-8082}
-export WEFT_SERVER=http://127.0.0.1:$port
-mkdir -p "$dir"
-export PATH="$bin:$PATH"
+root=$(cd "$(dirname "$0")/.." && pwd)
+state=${WEFT_LAB_STATE_DIR:-/var/lib/weft/lab}
+listen=${WEFT_DEMO_LISTEN:-127.0.0.1:8082}
+export PATH="$root/bin:$PATH" WEFT_LAB_STATE_DIR="$state" WEFT_SERVER="http://$listen"
 
-if [ -f "$dir/controller.pid" ] && kill -0 "$(cat "$dir/controller.pid")" 2>/dev/null; then
-  echo "== a demo controller is already running (pid $(cat "$dir/controller.pid")); reusing it"
-else
-  rm -rf "$dir/data"
-  weft controller --listen "127.0.0.1:$port" --data-dir "$dir/data" \
-    --etcd-listen http://127.0.0.1:0 --quarantine 10s >"$dir/controller.log" 2>&1 &
-  echo $! >"$dir/controller.pid"
-  for _ in $(seq 1 100); do
-    curl -fsS "$WEFT_SERVER/readyz" >/dev/null 2>&1 && break
-    sleep 0.2
-  done
-  curl -fsS "$WEFT_SERVER/readyz" >/dev/null || { echo "controller did not start; see $dir/controller.log"; exit 1; }
+if [ "$(id -u)" != 0 ]; then
+  echo "make demo needs root (it creates network namespaces): sudo make demo" >&2
+  exit 1
+fi
+# System packages the lab uses.
+missing=()
+for cmd in ip:iproute2 ping:iputils-ping nsenter:util-linux; do
+  command -v "${cmd%%:*}" >/dev/null 2>&1 || missing+=("${cmd##*:}")
+done
+if ((${#missing[@]})); then
+  echo "== installing ${missing[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-step() { printf '\n== %s\n$ %s\n' "$1" "${*:2}"; "${@:2}"; }
-w=weftctl
-step "the controller and its defaults" "$w" version
-step "networks created at start" "$w" network list
-"$w" network delete blue >/dev/null 2>&1 || true
-"$w" network delete red >/dev/null 2>&1 || true
-step "an isolated dual-stack network" "$w" network create blue --subnet 10.0.0.0/24 --subnet fd00:b::/64 --block-prefix 28
-step "another network may reuse the same subnet" "$w" network create red --subnet 10.0.0.0/24
-step "an address on demand" "$w" ip allocate blue --owner task-web-1
-step "an explicit (static) address" "$w" ip allocate blue --owner task-db-1 --ip 10.0.0.100
-step "a taken address is refused, naming the owner" "$w" ip allocate blue --owner task-x --ip 10.0.0.100 || true
-step "dual-stack" "$w" ip allocate blue --owner task-web-2 --family dual
-step "reservations" "$w" ip list --network blue
-step "release (the address rests in quarantine before reuse)" "$w" ip release 10.0.0.100 --network blue
-step "bad input names the field" "$w" network create bad --subnet 10.1.0.5/24 || true
+step() { printf '\n== %s\n' "$1"; }
+run() { printf '$ %s\n' "$*"; "$@"; }
+
+if [ -f "$state/lab.json" ]; then
+  step "an earlier demo lab is still up: taking it down first"
+  run weft lab down
+fi
+step "a 3-node lab: node namespaces on a 198.18.0.0/24 underlay, a controller, one agent and one Mesos agent emulator per node"
+run weft lab up --nodes 3 --controller-listen "$listen"
+
+step "two virtual networks with the same subnet"
+run weftctl network create blue --subnet 10.10.0.0/24 >/dev/null
+run weftctl network create red --subnet 10.10.0.0/24 >/dev/null
+weftctl network list
+
+step "tasks, launched through each node's Mesos agent emulator and weft-cni"
+run weft lab task run web --node node1                                         # no label: mesos-default-pod-task
+run weft lab task run blue1 --node node2 --network blue                        # networks=blue label
+run weft lab task run db --node node3 --network blue --ip 10.10.0.50           # a static address
+run weft lab task run multi --node node1 --network blue --network red          # two interfaces
+run weft lab task run red1 --node node2 --network red --ip "$(weft lab task list | awk '$1=="blue1"{print $4}')"  # blue1's address, in red
+
+step "status"
+run weft lab status
+
+step "connectivity: blue reaches blue across nodes, red reaches red, blue and red never meet"
+run weft lab matrix
+
 echo
-echo "Controller API: $WEFT_SERVER (logs: $dir/controller.log)"
-echo "Stop it with: kill \$(cat $dir/controller.pid)"
+echo "The lab keeps running. Try: weft lab exec blue1 -- ping -c3 10.10.0.50 ; weftctl port list"
+echo "Take it down with: sudo $root/bin/weft lab down"

@@ -36,7 +36,9 @@ Commands:
   task list                        tasks with their nodes, states and addresses
   task kill NAME                   kill a task (its networks are detached, CNI DEL)
   exec NAME -- CMD...              run a command inside a task's network namespace
+  matrix                           ping every task from every task: who reaches whom
   mesos-agent [flags]              run a Mesos agent emulator (lab up starts one per node)
+  responder --name NAME            answer TCP :7777 with NAME (the default command of lab tasks)
 
 Every command takes --state-dir DIR, before or after the command (default
 $WEFT_LAB_STATE_DIR, else /var/lib/weft/lab).
@@ -87,8 +89,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdTask(ctx, args[1:], stdout, stderr)
 	case "exec":
 		return cmdExec(ctx, args[1:], stdout, stderr)
+	case "matrix":
+		err = cmdMatrix(ctx, args[1:], stdout, stderr)
 	case "mesos-agent":
 		return emulator.Main(ctx, args[1:], stdout, stderr)
+	case "responder":
+		return responderMain(ctx, args[1:], stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -421,4 +427,26 @@ func cmdExec(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return code
+}
+
+func cmdMatrix(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, dir := newFlags("matrix", stderr)
+	out := fs.String("o", "table", "output: table or json")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	l, err := Load(*dir)
+	if err != nil {
+		return err
+	}
+	tasks, probes, err := l.Matrix(ctx)
+	if err != nil {
+		return err
+	}
+	if *out == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(probes)
+	}
+	return WriteMatrix(stdout, tasks, probes)
 }

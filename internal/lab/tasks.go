@@ -41,6 +41,13 @@ type TaskRequest struct {
 	Command []string
 }
 
+// Interface is one interface of a task: its Weft network and addresses.
+type Interface struct {
+	IfName  string   `json:"ifname"`
+	Network string   `json:"network"`
+	IPs     []string `json:"ips"`
+}
+
 // Task is a task as the lab reports it.
 type Task struct {
 	Name        string   `json:"name"`
@@ -50,8 +57,10 @@ type Task struct {
 	State       string   `json:"state"`
 	Networks    []string `json:"networks"`
 	IPs         []string `json:"ips"`
-	Netns       string   `json:"netns,omitempty"`
-	Error       string   `json:"error,omitempty"`
+	// Interfaces are the task's interfaces in order (eth0, eth1, …).
+	Interfaces []Interface `json:"interfaces"`
+	Netns      string      `json:"netns,omitempty"`
+	Error      string      `json:"error,omitempty"`
 }
 
 func (l *Lab) node(name string) (NodeState, error) {
@@ -181,7 +190,11 @@ func (l *Lab) RunTask(ctx context.Context, req TaskRequest) (Task, error) {
 		}
 		infos = append(infos, info)
 	}
-	spec := emulator.TaskSpec{TaskID: req.Name, Name: req.Name, Command: req.Command, NetworkInfos: infos, Hostname: req.Name}
+	cmd := req.Command
+	if len(cmd) == 0 {
+		cmd = []string{filepath.Join(l.bin, "weft"), "lab", "responder", "--name", req.Name}
+	}
+	spec := emulator.TaskSpec{TaskID: req.Name, Name: req.Name, Command: cmd, NetworkInfos: infos, Hostname: req.Name}
 	var c emulator.Container
 	if err := emulatorCall(ctx, n.EmulatorSocket, http.MethodPost, "/launch", spec, &c); err != nil {
 		return Task{}, fmt.Errorf("launch %s on %s: %w", req.Name, n.Name, err)
@@ -202,18 +215,36 @@ func taskOf(n NodeState, c emulator.Container) Task {
 		t.Networks = append(t.Networks, net.Name+"/"+net.IfName)
 	}
 	if c.Status.ContainerStatus != nil {
-		for _, ni := range c.Status.ContainerStatus.NetworkInfos {
+		for i, ni := range c.Status.ContainerStatus.NetworkInfos {
+			itf := Interface{IfName: fmt.Sprintf("eth%d", i), Network: weftNetwork(ni)}
 			for _, a := range ni.IPAddresses {
 				if a.IPAddress != "" {
 					t.IPs = append(t.IPs, a.IPAddress)
+					itf.IPs = append(itf.IPs, a.IPAddress)
 				}
 			}
+			t.Interfaces = append(t.Interfaces, itf)
 		}
 	}
 	if !c.Destroyed {
 		t.Netns = filepath.Join(n.EmulatorRoot, c.ID, "ns")
 	}
 	return t
+}
+
+// weftNetwork names the Weft network of a NetworkInfo as the lab launches
+// them: the `networks` label on the weft CNI network, else the CNI network
+// named after the Weft network.
+func weftNetwork(ni mesos.NetworkInfo) string {
+	if ni.Labels != nil {
+		if v, ok := ni.Labels.Get("networks"); ok {
+			return v
+		}
+	}
+	if ni.Name == CNINetwork {
+		return "mesos-default-pod-task"
+	}
+	return ni.Name
 }
 
 // Tasks lists the tasks of every node, live ones first.

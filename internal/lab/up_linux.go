@@ -241,6 +241,12 @@ func (l *Lab) Down(ctx context.Context) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
+	// The daemons' data goes too (the logs stay for a post-mortem).
+	for _, d := range append([]string{"controller"}, nodeDirs(l.Nodes)...) {
+		if err := os.RemoveAll(filepath.Join(l.dir, d)); err != nil {
+			return err
+		}
+	}
 	for _, f := range []string{stateFile, "controller.sock"} {
 		if err := os.Remove(filepath.Join(l.dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
@@ -253,6 +259,14 @@ func agents(nodes []NodeState) []Process {
 	out := make([]Process, len(nodes))
 	for i, n := range nodes {
 		out[i] = n.Agent
+	}
+	return out
+}
+
+func nodeDirs(nodes []NodeState) []string {
+	out := make([]string, len(nodes))
+	for i, n := range nodes {
+		out[i] = n.Name
 	}
 	return out
 }
