@@ -350,19 +350,19 @@ type TaskState string
 
 // Task states.
 const (
-	TaskStaging   TaskState = "TASK_STAGING"
-	TaskStarting  TaskState = "TASK_STARTING"
-	TaskRunning   TaskState = "TASK_RUNNING"
-	TaskKilling   TaskState = "TASK_KILLING"
-	TaskFinished  TaskState = "TASK_FINISHED"
-	TaskFailed    TaskState = "TASK_FAILED"
-	TaskKilled    TaskState = "TASK_KILLED"
-	TaskError     TaskState = "TASK_ERROR"
-	TaskLost      TaskState = "TASK_LOST"
-	TaskDropped   TaskState = "TASK_DROPPED"
-	TaskGone      TaskState = "TASK_GONE"
-	TaskUnknown   TaskState = "TASK_UNKNOWN"
-	TaskUnreached TaskState = "TASK_UNREACHABLE"
+	TaskStaging     TaskState = "TASK_STAGING"
+	TaskStarting    TaskState = "TASK_STARTING"
+	TaskRunning     TaskState = "TASK_RUNNING"
+	TaskKilling     TaskState = "TASK_KILLING"
+	TaskFinished    TaskState = "TASK_FINISHED"
+	TaskFailed      TaskState = "TASK_FAILED"
+	TaskKilled      TaskState = "TASK_KILLED"
+	TaskError       TaskState = "TASK_ERROR"
+	TaskLost        TaskState = "TASK_LOST"
+	TaskDropped     TaskState = "TASK_DROPPED"
+	TaskGone        TaskState = "TASK_GONE"
+	TaskUnknown     TaskState = "TASK_UNKNOWN"
+	TaskUnreachable TaskState = "TASK_UNREACHABLE"
 )
 
 // Terminal reports whether s is a terminal task state.

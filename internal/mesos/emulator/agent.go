@@ -166,7 +166,7 @@ func (a *Agent) Launch(ctx context.Context, spec TaskSpec) (Container, error) {
 		return Container{}, ErrClosed
 	}
 	for _, o := range a.containers {
-		if o.spec.TaskID == spec.TaskID && o.spec.FrameworkID == spec.FrameworkID {
+		if o.spec.TaskID == spec.TaskID && o.spec.FrameworkID == spec.FrameworkID && !o.terminal() {
 			a.mu.Unlock()
 			return Container{}, fmt.Errorf("task %s is already running in container %s", spec.TaskID, o.id)
 		}
@@ -202,7 +202,9 @@ func (a *Agent) launch(ctx context.Context, c *container) error {
 	if err != nil {
 		return err
 	}
+	c.mu.Lock()
 	c.networks = nets
+	c.mu.Unlock()
 	dir := a.containerDir(c.id)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("Failed to create the container directory at '%s': %w", dir, err)
@@ -252,6 +254,8 @@ func (a *Agent) launch(ctx context.Context, c *container) error {
 
 // writeRecord checkpoints the emulator-private record of c.
 func (a *Agent) writeRecord(c *container) error {
+	c.recMu.Lock()
+	defer c.recMu.Unlock()
 	c.mu.Lock()
 	rec := record{ContainerID: c.id, Proc: c.proc, Task: c.spec, Hostname: c.hostname,
 		Statuses: append([]mesos.TaskStatus(nil), c.statuses...)}
@@ -510,9 +514,18 @@ func (a *Agent) Recover(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("Unable to list CNI network information root directory '%s': %w", a.root, err)
 	}
+	a.mu.Lock()
+	known := make(map[string]bool, len(a.containers))
+	for id := range a.containers {
+		known[id] = true
+	}
+	a.mu.Unlock()
 	var live, orphans []*container
 	for _, e := range entries {
 		cid := e.Name()
+		if known[cid] {
+			continue
+		}
 		dir := a.containerDir(cid)
 		rec, rerr := readRecord(joinPath(dir, recordFile))
 		if rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
@@ -546,9 +559,17 @@ func (a *Agent) Recover(ctx context.Context) error {
 		a.mu.Unlock()
 		return ErrClosed
 	}
-	for _, c := range append(append([]*container(nil), live...), orphans...) {
-		a.containers[c.id] = c
+	register := func(cs []*container) []*container {
+		var out []*container
+		for _, c := range cs {
+			if _, dup := a.containers[c.id]; !dup {
+				a.containers[c.id] = c
+				out = append(out, c)
+			}
+		}
+		return out
 	}
+	live, orphans = register(live), register(orphans)
 	a.mu.Unlock()
 	for _, c := range live {
 		a.log.Info("recovered container", "container", c.id, "task", c.spec.TaskID, "pid", c.proc.PID)

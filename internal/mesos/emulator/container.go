@@ -90,15 +90,17 @@ type container struct {
 	id       string
 	spec     TaskSpec
 	hostname string
-	// networks are ordered by interface (eth0 first).
+	// networks are ordered by interface (eth0 first). They are set once,
+	// before isolation; mu guards them for snapshot readers.
 	networks  []*containerNetwork
 	recovered bool
 
 	// launched is closed once Launch (or Recover) is done with it.
 	launched chan struct{}
 
-	// destroyMu serialises destroy.
+	// destroyMu serialises destroy; recMu serialises record writes.
 	destroyMu sync.Mutex
+	recMu     sync.Mutex
 
 	mu            sync.Mutex
 	proc          *taskProc
@@ -170,6 +172,13 @@ func (c *container) snapshot() Container {
 		out.State = mesos.TaskStaging
 	}
 	return out
+}
+
+// terminal reports whether the task reached a terminal state.
+func (c *container) terminal() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.statuses) > 0 && c.statuses[len(c.statuses)-1].State.Terminal()
 }
 
 // writeFileAtomic writes data to path through a temporary file in the

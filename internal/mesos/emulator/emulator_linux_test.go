@@ -652,6 +652,9 @@ func TestRecovery(t *testing.T) {
 	if n := len(e.records("DEL", kept.ID)); n != 0 {
 		t.Errorf("live task got %d DEL calls", n)
 	}
+	if !exists(fmt.Sprintf("/proc/%d", kept.PID)) {
+		t.Error("the kept task is not running")
+	}
 	if _, err := b.Kill(ctx, kept.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -781,5 +784,107 @@ func TestHTTPAPI(t *testing.T) {
 	}
 	if code := doJSON(t, client, "GET", "/state", "", &state); code != 200 || len(state.Frameworks) != 0 || len(state.CompletedFrameworks) != 1 {
 		t.Errorf("state after kill: %d %+v", code, state)
+	}
+}
+
+func TestMainServes(t *testing.T) {
+	e := netEnv(t)
+	sock := filepath.Join(e.base, "main.sock")
+	ctx, cancel := contextWithCancel(ctxT(t))
+	var stdout, stderr bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- Main(ctx, []string{"--network_cni_config_dir", e.confDir, "--network_cni_plugins_dir", e.pluginsPath,
+			"--root", e.root, "--listen", "unix:" + sock, "--hostname", "node1", "--ip", "198.18.0.1", "--log_level", "warn"}, &stdout, &stderr)
+	}()
+	client := unixClient(sock)
+	deadline := time.Now().Add(10 * time.Second)
+	for !exists(sock) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	var health map[string]string
+	if code := doJSON(t, client, "GET", "/health", "", &health); code != 200 || health["status"] != "ok" {
+		t.Errorf("health: %d %v", code, health)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("Main returned %d: %s", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "listening on "+sock) {
+		t.Errorf("stdout %q", stdout.String())
+	}
+}
+
+func TestRealVethInNodeNetns(t *testing.T) {
+	e := newLabEnv(t, "weft-veth", "host-local")
+	for _, tool := range []string{"ip", "nsenter"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not found", tool)
+		}
+	}
+	node := fmt.Sprintf("weftemu%d-%d", os.Getpid(), envSeq.Add(1))
+	if err := netns.NewNamed(node); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := netns.DeleteNamed(node); err != nil {
+			t.Error(err)
+		}
+	})
+	e.writeConf("veth.conf", bridgeConf("vethnet", "weft-veth"))
+	a := e.agent(func(c *Config) { c.NetNS = netns.Path(node) })
+	ctx := ctxT(t)
+	c, err := a.Launch(ctx, TaskSpec{TaskID: "v", NetworkInfos: []mesos.NetworkInfo{{Name: "vethnet"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := "wv" + c.ID[:8]
+	addrsIn := func(path, ifName string) []string {
+		t.Helper()
+		var out []string
+		err := netns.Do(path, func() error {
+			ifc, err := net.InterfaceByName(ifName)
+			if err != nil {
+				return err
+			}
+			addrs, err := ifc.Addrs()
+			for _, a := range addrs {
+				if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil {
+					out = append(out, ipn.String())
+				}
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatalf("%s in %s: %v", ifName, path, err)
+		}
+		return out
+	}
+	if got := addrsIn(a.Root()+"/"+c.ID+"/ns", "eth0"); !reflect.DeepEqual(got, []string{"10.99.0.5/24"}) {
+		t.Errorf("container eth0 %v", got)
+	}
+	if got := addrsIn(netns.Path(node), host); !reflect.DeepEqual(got, []string{"10.99.0.1/24"}) {
+		t.Errorf("node end %v", got)
+	}
+	if _, err := net.InterfaceByName(host); err == nil {
+		t.Error("the host end was created in the test's own namespace")
+	}
+	if ping, err := exec.LookPath("ping"); err == nil {
+		if err := netns.Do(netns.Path(node), func() error {
+			return exec.Command(ping, "-c", "1", "-W", "2", "10.99.0.5").Run()
+		}); err != nil {
+			t.Errorf("ping the container from the node: %v", err)
+		}
+	}
+	if _, err := a.Kill(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := netns.Do(netns.Path(node), func() error {
+		if _, err := net.InterfaceByName(host); err == nil {
+			return fmt.Errorf("%s still exists", host)
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
 	}
 }

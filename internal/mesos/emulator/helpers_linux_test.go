@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -80,6 +81,11 @@ func runTestPlugin() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 99
 	}
+	if name == "weft-veth" {
+		if code := vethPlugin(rec.Command); code != 0 {
+			return code
+		}
+	}
 	var bs pluginBehaviours
 	if b, err := os.ReadFile(filepath.Join(dir, "behaviour", name+".json")); err == nil {
 		_ = json.Unmarshal(b, &bs)
@@ -100,6 +106,48 @@ func runTestPlugin() int {
 	fmt.Fprint(os.Stdout, b.Stdout)
 	fmt.Fprint(os.Stderr, b.Stderr)
 	return b.Exit
+}
+
+// vethPlugin really attaches: a veth whose host end (wv<cid>, 10.99.0.1/24)
+// stays in the plugin's network namespace and whose other end becomes
+// CNI_IFNAME (10.99.0.5/24) in CNI_NETNS. DEL deletes the host end and
+// succeeds when it is gone.
+func vethPlugin(command string) int {
+	cid := os.Getenv("CNI_CONTAINERID")
+	if len(cid) < 8 {
+		return 90
+	}
+	host, tmp := "wv"+cid[:8], "wt"+cid[:8]
+	run := func(args ...string) error {
+		out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v: %s\n", strings.Join(args, " "), err, out)
+		}
+		return err
+	}
+	switch command {
+	case "ADD":
+		nsArg := "--net=" + os.Getenv("CNI_NETNS")
+		ifName := os.Getenv("CNI_IFNAME")
+		for _, cmd := range [][]string{
+			{"ip", "link", "add", host, "type", "veth", "peer", "name", tmp},
+			{"ip", "link", "set", tmp, "netns", os.Getenv("CNI_NETNS")},
+			{"nsenter", nsArg, "ip", "link", "set", tmp, "name", ifName},
+			{"nsenter", nsArg, "ip", "addr", "add", "10.99.0.5/24", "dev", ifName},
+			{"nsenter", nsArg, "ip", "link", "set", ifName, "up"},
+			{"ip", "addr", "add", "10.99.0.1/24", "dev", host},
+			{"ip", "link", "set", host, "up"},
+		} {
+			if run(cmd...) != nil {
+				return 91
+			}
+		}
+	case "DEL":
+		if _, err := net.InterfaceByName(host); err == nil && run("ip", "link", "del", host) != nil {
+			return 92
+		}
+	}
+	return 0
 }
 
 // requireRoot skips a test that needs root, unless CI=true.

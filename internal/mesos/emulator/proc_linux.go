@@ -196,6 +196,11 @@ func (p *taskProc) kill() error {
 // is not after an agent restart in a new process).
 func (p *taskProc) reap() exitInfo {
 	for range 50 {
+		// A zombie keeps its pid and start time until reaped: if they no
+		// longer match, the pid is someone else's.
+		if st, err := readProcStat(p.PID); err != nil || st.startTime != p.StartTime {
+			return exitInfo{}
+		}
 		var ws unix.WaitStatus
 		wpid, err := unix.Wait4(p.PID, &ws, unix.WNOHANG, nil)
 		if err != nil || wpid < 0 {
