@@ -321,3 +321,20 @@ type AssignRequest struct {
 	Port      string            `json:"port,omitempty"`
 	Labels    map[string]string `json:"labels,omitempty"`
 }
+
+// LeaseRequest takes or renews a lease (PUT /v1/leases/{name}).
+type LeaseRequest struct {
+	Holder     string `json:"holder"`
+	TTLSeconds int    `json:"ttl_seconds"`
+}
+
+// Lease is a named, expiring lock held by one replica of a component
+// (leader election of singleton loops).
+type Lease struct {
+	Name        string    `json:"name"`
+	Holder      string    `json:"holder"`
+	TTLSeconds  int       `json:"ttl_seconds"`
+	AcquiredAt  time.Time `json:"acquired_at"`
+	RenewedAt   time.Time `json:"renewed_at"`
+	Transitions int       `json:"transitions"`
+}
