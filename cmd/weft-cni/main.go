@@ -4,28 +4,31 @@
 // under the name contrail-cni-plugin and read a Contrail CNI configuration.
 //
 // The binary links only the standard library, the CNI library's types and
-// version packages, and internal/api: no etcd, nftables or netlink code.
+// version packages, and internal/api: no etcd, nftables, netlink or
+// net/http code. It is started for every container, so its start-up is
+// kept short: it is built without cgo (see the Makefile), does not size
+// GOMAXPROCS from the cgroup (a lookup of several files it has no use
+// for), and installs no signal handler: SIGINT or SIGTERM end it at once,
+// which closes its connection to the agent just as a cancelled request
+// would.
+//
+//go:debug containermaxprocs=0
 package main
 
 import (
 	"context"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 
 	"github.com/weft-sdn/weft/internal/cni"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := cni.Main(ctx, cni.Invocation{
+	os.Exit(cni.Main(context.Background(), cni.Invocation{
 		Program: filepath.Base(os.Args[0]),
 		Getenv:  os.Getenv,
 		Stdin:   os.Stdin,
 		Stdout:  os.Stdout,
 		Stderr:  os.Stderr,
-	})
-	stop()
-	os.Exit(code)
+	}))
 }

@@ -1,5 +1,5 @@
-// Command weft runs Weft's daemons (`weft controller`, `weft agent`) and
-// the lab (`weft lab`).
+// Command weft runs Weft's daemons (`weft controller`, `weft agent`,
+// `weft mesos-manager`) and the lab (`weft lab`).
 package main
 
 import (
@@ -15,6 +15,7 @@ import (
 	"github.com/weft-sdn/weft/internal/agent"
 	"github.com/weft-sdn/weft/internal/controller"
 	"github.com/weft-sdn/weft/internal/lab"
+	"github.com/weft-sdn/weft/internal/mesosmanager"
 )
 
 const usage = `Usage: weft <command> [flags]
@@ -22,6 +23,7 @@ const usage = `Usage: weft <command> [flags]
 Commands:
   controller    run the controller (resource API, IPAM, watch stream)
   agent         run the node agent (data plane, CNI socket, port API)
+  mesos-manager follow Marathon and Mesos: port metadata, release, resync, cleanup
   lab           a whole cluster on this machine: up, status, down
   version       print the version
 
@@ -63,6 +65,8 @@ func run(args []string) int {
 				err = a.Run(ctx)
 			}
 		}
+	case "mesos-manager":
+		err = mesosmanager.Main(ctx, args[1:], os.Stderr)
 	case "lab":
 		return lab.Main(ctx, args[1:], os.Stdout, os.Stderr)
 	case "version", "--version":

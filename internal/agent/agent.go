@@ -26,10 +26,13 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/weft-sdn/weft/internal/api"
+	"github.com/weft-sdn/weft/internal/api/client"
 	"github.com/weft-sdn/weft/internal/dataplane"
 )
 
@@ -51,7 +54,7 @@ type Options struct {
 	// Log receives the agent's records; nil discards them.
 	Log *slog.Logger
 	// Client talks to the controller; nil makes one for Config.Controller.
-	Client *api.Client
+	Client *client.Client
 	// NewDataPlane builds the data plane once the node's VTEP is known;
 	// nil builds the Linux data plane.
 	NewDataPlane func(cfg dataplane.Config) (DataPlane, error)
@@ -61,7 +64,7 @@ type Options struct {
 type Agent struct {
 	cfg     Config
 	log     *slog.Logger
-	client  *api.Client
+	client  *client.Client
 	journal *Journal
 	cache   *cache
 	spares  *sparePool
@@ -72,15 +75,18 @@ type Agent struct {
 
 	spareOwner string
 
-	// dpMu orders data-plane work: attach and detach (with their journal
-	// writes) hold it shared, a sync holds it exclusively, so that a sync
-	// never computes its state from a journal that misses an interface
-	// the data plane already has.
-	dpMu      sync.RWMutex
-	dp        DataPlane
-	dpCfg     dataplane.Config
-	lastState *dataplane.State
-	dpReady   chan struct{}
+	// dpMu guards the data plane itself: every use holds it shared,
+	// installDataPlane exclusively when it replaces it. Uses run in
+	// parallel: the data plane orders its own work, and a sync computed
+	// from a journal that misses an attachment still being made leaves
+	// that attachment's interface alone (see dataplane.Linux.Sync).
+	dpMu    sync.RWMutex
+	dp      DataPlane
+	dpCfg   dataplane.Config
+	dpReady chan struct{}
+	// lastState is the desired state last applied (nil: apply it again
+	// whatever it is).
+	lastState atomic.Pointer[dataplane.State]
 
 	stateMu sync.Mutex
 	node    *api.Node
@@ -94,6 +100,11 @@ type Agent struct {
 	// with the last time a local attachment used each.
 	wantMu     sync.Mutex
 	wantSpares map[string]time.Time
+
+	// unwritten holds the port uuids of attachments made by this process
+	// whose port nobody has tried to write to the controller yet: a
+	// release need not delete them there.
+	unwritten sync.Map
 
 	// runCtx carries background work started by requests; set by Run.
 	runCtx context.Context
@@ -114,9 +125,9 @@ func New(cfg Config, opts Options) (*Agent, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	client := opts.Client
-	if client == nil {
-		client = api.NewClient(cfg.Controller, nil)
+	cli := opts.Client
+	if cli == nil {
+		cli = client.New(cfg.Controller, nil)
 	}
 	newDP := opts.NewDataPlane
 	if newDP == nil {
@@ -125,7 +136,7 @@ func New(cfg Config, opts Options) (*Agent, error) {
 	a := &Agent{
 		cfg:        cfg,
 		log:        log,
-		client:     client,
+		client:     cli,
 		cache:      newCache(),
 		queue:      newWorkQueue(),
 		newDP:      newDP,
@@ -202,8 +213,8 @@ func listenUnix(path string) (net.Listener, error) {
 	return ln, nil
 }
 
-// Close releases the listeners. Run closes them itself when it returns;
-// Close is for an agent that is never run. Idempotent.
+// Close releases the listeners and the journal. Run closes them itself
+// when it returns; Close is for an agent that is never run. Idempotent.
 func (a *Agent) Close() {
 	a.closeOnce.Do(func() {
 		for _, ln := range []net.Listener{a.localLn, a.portLn, a.metricsLn} {
@@ -211,6 +222,7 @@ func (a *Agent) Close() {
 				_ = ln.Close()
 			}
 		}
+		_ = a.journal.Close()
 	})
 }
 
@@ -478,7 +490,8 @@ func (a *Agent) installDataPlane(n *api.Node) error {
 		return fmt.Errorf("build data plane: %w", err)
 	}
 	first := a.dp == nil
-	a.dp, a.dpCfg, a.lastState = dp, cfg, nil
+	a.dp, a.dpCfg = dp, cfg
+	a.lastState.Store(nil)
 	if first {
 		close(a.dpReady)
 	} else {
@@ -635,19 +648,19 @@ func (a *Agent) listAll(ctx context.Context) (listed, error) {
 	var err error
 	l.revs = map[api.Kind]int64{}
 	var rev int64
-	if l.networks, rev, err = api.ListItems[api.Network](ctx, a.client, api.KindNetwork.Plural(), nil); err != nil {
+	if l.networks, rev, err = client.ListItems[api.Network](ctx, a.client, api.KindNetwork.Plural(), nil); err != nil {
 		return l, fmt.Errorf("list networks: %w", err)
 	}
 	l.revs[api.KindNetwork] = rev
-	if l.nodes, rev, err = api.ListItems[api.Node](ctx, a.client, api.KindNode.Plural(), nil); err != nil {
+	if l.nodes, rev, err = client.ListItems[api.Node](ctx, a.client, api.KindNode.Plural(), nil); err != nil {
 		return l, fmt.Errorf("list nodes: %w", err)
 	}
 	l.revs[api.KindNode] = rev
-	if l.blocks, rev, err = api.ListItems[api.Block](ctx, a.client, api.KindBlock.Plural(), nil); err != nil {
+	if l.blocks, rev, err = client.ListItems[api.Block](ctx, a.client, api.KindBlock.Plural(), nil); err != nil {
 		return l, fmt.Errorf("list blocks: %w", err)
 	}
 	l.revs[api.KindBlock] = rev
-	if l.reservations, rev, err = api.ListItems[api.IPReservation](ctx, a.client, api.KindIPReservation.Plural(), nil); err != nil {
+	if l.reservations, rev, err = client.ListItems[api.IPReservation](ctx, a.client, api.KindIPReservation.Plural(), nil); err != nil {
 		return l, fmt.Errorf("list ip reservations: %w", err)
 	}
 	l.revs[api.KindIPReservation] = rev
@@ -694,6 +707,19 @@ func (a *Agent) kickSync() {
 	}
 }
 
+// syncAfterDestroy asks for a sync after an interface of the network was
+// destroyed: when the network has left the desired state, the last sync
+// kept its router namespace for that interface, and this one removes it
+// (a sync is forced: the desired state itself has not changed).
+func (a *Agent) syncAfterDestroy(networkUUID string) {
+	if last := a.lastState.Load(); last != nil && !slices.ContainsFunc(last.Networks, func(ns dataplane.NetworkState) bool {
+		return ns.Network.UUID == networkUUID
+	}) {
+		a.lastState.Store(nil)
+	}
+	a.kickSync()
+}
+
 func (a *Agent) kickSpares() {
 	select {
 	case a.spareKick <- struct{}{}:
@@ -702,8 +728,8 @@ func (a *Agent) kickSpares() {
 }
 
 // syncLoop applies the desired state to the data plane: after changes
-// (gathered for syncDebounce), every resync interval to repair drift, and
-// again after a failure.
+// (gathered for syncDebounce) that need it, every resync interval to
+// repair drift, and again after a failure.
 func (a *Agent) syncLoop(ctx context.Context) {
 	resync := time.NewTicker(time.Duration(a.cfg.ResyncInterval))
 	defer resync.Stop()
@@ -742,25 +768,29 @@ func (a *Agent) syncLoop(ctx context.Context) {
 }
 
 // syncOnce computes the desired state and applies it when it changed (or
-// always, with force).
+// always, with force). A change of local endpoints alone needs no sync:
+// Attach and Withdraw program an endpoint's own routes and neighbour
+// entries; only networks appearing or going and changes of their remotes
+// do (and the periodic forced sync repairs drift).
 func (a *Agent) syncOnce(ctx context.Context, force bool) error {
-	a.dpMu.Lock()
-	defer a.dpMu.Unlock()
+	a.dpMu.RLock()
+	defer a.dpMu.RUnlock()
 	if a.dp == nil || !a.cache.Synced() {
 		return nil
 	}
 	state := DesiredState(a.cfg.NodeName, a.cache.Snapshot(), a.journal.Entries())
-	if !force && a.lastState != nil && statesEqual(*a.lastState, state) {
+	if last := a.lastState.Load(); !force && last != nil && remotesEqual(*last, state) {
+		a.lastState.Store(&state)
 		return nil
 	}
 	if err := a.dp.Sync(ctx, state); err != nil {
 		a.metrics.syncs.WithLabelValues("error").Inc()
-		a.lastState = nil
+		a.lastState.Store(nil)
 		a.setStatus("data-plane sync failed: " + err.Error())
 		return fmt.Errorf("sync data plane: %w", err)
 	}
 	a.metrics.syncs.WithLabelValues("ok").Inc()
-	a.lastState = &state
+	a.lastState.Store(&state)
 	select {
 	case <-a.ready:
 	default:

@@ -2,12 +2,17 @@ package agent
 
 import (
 	"context"
+	"fmt"
+	"maps"
 	"net/http"
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/weft-sdn/weft/internal/api"
 	"github.com/weft-sdn/weft/internal/dataplane"
@@ -281,11 +286,25 @@ func TestDetach(t *testing.T) {
 	}
 	for i, id := range []string{"c1", "c1", "unknown"} {
 		r.detach(id, "eth0")
-		if i == 0 && strings.Contains(r.dump(), res.HostIf) {
-			t.Fatalf("host interface %s still in the data plane after detach", res.HostIf)
+		// The answer comes once the interface is out of service; the
+		// worker destroys it afterwards.
+		if i > 0 {
+			continue
+		}
+		d := r.dump()
+		if strings.Contains(d, "route "+addr+"/32") || strings.Contains(d, "neigh "+addr+" ") {
+			t.Fatalf("%s still routed after detach:\n%s", addr, d)
+		}
+		for _, l := range strings.Split(d, "\n") {
+			if strings.Contains(l, "link "+res.HostIf+" ") && !strings.HasSuffix(l, " down") {
+				t.Fatalf("host interface %s still up after detach:\n%s", res.HostIf, d)
+			}
 		}
 	}
 	r.settle()
+	if d := r.dump(); strings.Contains(d, res.HostIf) {
+		t.Fatalf("host interface %s still in the data plane after the release:\n%s", res.HostIf, d)
+	}
 	if _, ok := h.reservation(addr); ok {
 		t.Fatalf("reservation of %s not released", addr)
 	}
@@ -310,9 +329,14 @@ func TestDetachWhileControllerDown(t *testing.T) {
 	h.proxy.down.Store(true)
 	r.detach("c1", "eth0")
 	e, ok := r.a.journal.Get(attachKey("c1", "eth0"))
-	if !ok || e.State != StateReleasing || !e.DataplaneDetached {
+	if !ok || e.State != StateReleasing {
 		t.Fatalf("journal after detach: %+v %v", e, ok)
 	}
+	// The interface is destroyed without the controller.
+	eventually(t, 5*time.Second, func() (bool, string) {
+		e, ok := r.a.journal.Get(attachKey("c1", "eth0"))
+		return ok && e.DataplaneDetached && !strings.Contains(r.dump(), res.HostIf), fmt.Sprintf("interface not destroyed: %+v %v", e, ok)
+	})
 	time.Sleep(300 * time.Millisecond) // a few failed retries
 	if _, ok := h.reservation(addr); !ok {
 		t.Fatalf("released while the controller was down?")
@@ -338,6 +362,175 @@ func TestDetachWhileControllerDown(t *testing.T) {
 		}
 		return r2.a.journal.Len() == 0, "journal entry still there"
 	})
+}
+
+// A DEL answers once the interface is withdrawn; its destruction is
+// journalled work: an agent stopped before it could destroy the interface
+// destroys it after the restart, before releasing the address.
+func TestDetachFinishedAfterRestart(t *testing.T) {
+	h := newHarness(t)
+	fake := dataplane.NewFake()
+	var hook atomic.Bool
+	hook.Store(true)
+	fake.DetachHook = func(dataplane.Network, dataplane.Endpoint) error {
+		if hook.Load() {
+			return errTestHook
+		}
+		return nil
+	}
+	r := h.startAgent(agentOpts{dp: fake})
+	res := r.attach(attachReq("c1"))
+	r.settle()
+	addr := netip.MustParsePrefix(res.IPs[0].Address).Addr().String()
+	r.detach("c1", "eth0")
+	time.Sleep(100 * time.Millisecond) // the worker tries and fails
+	r.stop()
+	e, ok := r.a.journal.Get(attachKey("c1", "eth0"))
+	if !ok || e.State != StateReleasing || e.DataplaneDetached {
+		t.Fatalf("journal after detach: %+v %v", e, ok)
+	}
+	if _, ok := h.reservation(addr); !ok {
+		t.Fatalf("%s released before its interface was destroyed", addr)
+	}
+	if !strings.Contains(r.dump(), res.HostIf) {
+		t.Fatalf("interface %s gone although every Detach failed", res.HostIf)
+	}
+	hook.Store(false)
+	r2 := h.startAgent(agentOpts{stateDir: r.cfg.StateDir, dp: fake})
+	eventually(t, 10*time.Second, func() (bool, string) {
+		if strings.Contains(r2.dump(), res.HostIf) {
+			return false, "interface still there"
+		}
+		if _, ok := h.reservation(addr); ok {
+			return false, "reservation still held"
+		}
+		return r2.a.journal.Len() == 0, "journal entry still there"
+	})
+}
+
+// An ADD of a container interface whose DEL is still being finished
+// waits until the old interface is destroyed (by the ADD itself when the
+// worker has not done it yet) and the release is done; while the release
+// cannot finish (controller down) it is refused as a conflict.
+func TestReattachWaitsForRelease(t *testing.T) {
+	h := newHarness(t)
+	fake := dataplane.NewFake()
+	var hook atomic.Bool
+	fake.DetachHook = func(dataplane.Network, dataplane.Endpoint) error {
+		if hook.Load() {
+			return errTestHook
+		}
+		return nil
+	}
+	r := h.startAgent(agentOpts{dp: fake})
+	first := r.attach(attachReq("c1"))
+	r.settle()
+	h.proxy.down.Store(true)
+	hook.Store(true) // the worker cannot destroy the interface
+	r.detach("c1", "eth0")
+	hook.Store(false)
+	start := time.Now()
+	code, ae := r.call("POST", "/v1/attach", attachReq("c1"), nil)
+	if code != http.StatusConflict || !strings.Contains(ae.Message, "still being released") {
+		t.Fatalf("ADD during the release: %d %q, want 409 still being released", code, ae.Message)
+	}
+	if d := time.Since(start); d < releaseWait {
+		t.Errorf("ADD refused after %v, want a wait of %v", d, releaseWait)
+	}
+	if e, ok := r.a.journal.Get(attachKey("c1", "eth0")); !ok || !e.DataplaneDetached {
+		t.Fatalf("the ADD did not destroy the old interface: %+v %v", e, ok)
+	}
+	if strings.Contains(r.dump(), first.HostIf) {
+		t.Fatalf("old interface %s still there", first.HostIf)
+	}
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		h.proxy.down.Store(false)
+	}()
+	second := r.attach(attachReq("c1"))
+	if second.Port == first.Port {
+		t.Fatalf("second ADD answered the released attachment: %+v", second)
+	}
+	r.settle()
+	if e, ok := r.a.journal.Get(attachKey("c1", "eth0")); !ok || e.State != StateAttached || e.PortUUID != second.Port {
+		t.Fatalf("journal after the second ADD: %+v %v", e, ok)
+	}
+	if d := r.dump(); !strings.Contains(d, "link "+second.HostIf+" type=veth") || strings.Contains(d, " down\n") {
+		t.Fatalf("second interface not in service:\n%s", d)
+	}
+}
+
+// Attaches and detaches in a network that stays on the node program their
+// own interfaces: they make no data-plane sync, and the data plane is what
+// a full sync would make of it.
+func TestEndpointChangesNeedNoSync(t *testing.T) {
+	h := newHarness(t)
+	r := h.startAgent(agentOpts{})
+	r.attach(attachReq("c1"))
+	r.settle()
+	syncs := func() float64 {
+		var m dto.Metric
+		if err := r.a.metrics.syncs.WithLabelValues("ok").Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m.GetCounter().GetValue()
+	}
+	before := syncs()
+	r.attach(attachReq("c2"))
+	r.attach(attachReq("c3"))
+	r.detach("c2", "eth0")
+	r.settle()
+	if n := syncs() - before; n != 0 {
+		t.Errorf("%v data-plane syncs for endpoint changes alone", n)
+	}
+	d := r.dump()
+	ch := r.dp.Changes()
+	if err := r.dp.Sync(context.Background(), DesiredState(r.cfg.NodeName, r.a.cache.Snapshot(), r.a.journal.Entries())); err != nil {
+		t.Fatal(err)
+	}
+	if r.dp.Changes() != ch || r.dump() != d {
+		t.Errorf("a full sync changed the data plane:\n%s\n---\n%s", d, r.dump())
+	}
+}
+
+// An attachment detached before the controller heard of it costs the
+// controller one write: its spare is released; no port is written or
+// deleted, and nothing is released by owner.
+func TestShortLivedAttachmentSkipsThePort(t *testing.T) {
+	h := newHarness(t)
+	r := h.startAgent(agentOpts{spares: 2})
+	eventually(t, 5*time.Second, func() (bool, string) {
+		n := r.a.cache.Network(api.DefaultTaskNetwork)
+		return n != nil && r.a.spares.size(n.UUID, "ipv4") == 2, "spare pool not warm"
+	})
+	count := func() map[string]int {
+		h.proxy.mu.Lock()
+		defer h.proxy.mu.Unlock()
+		return maps.Clone(h.proxy.counts)
+	}
+	h.proxy.down.Store(true)
+	res := r.attach(attachReq("c1"))
+	r.detach("c1", "eth0")
+	before := count()
+	h.proxy.down.Store(false)
+	r.settle()
+	addr := netip.MustParsePrefix(res.IPs[0].Address).Addr().String()
+	if got, ok := h.reservation(addr); ok && got.Owner != r.a.spareOwner {
+		t.Fatalf("%s still held after the release: %+v", addr, got)
+	}
+	after := count()
+	calls := map[string]int{}
+	for k, v := range after {
+		if d := v - before[k]; d != 0 && !strings.HasPrefix(k, "GET ") && !strings.Contains(k, "heartbeat") && !strings.Contains(k, "allocate") {
+			calls[k] = d
+		}
+	}
+	if want := map[string]int{"POST /v1/ipam/release": 1}; !maps.Equal(calls, want) {
+		t.Errorf("controller calls for the release: %v, want %v (and spare refills)", calls, want)
+	}
+	if ps := h.ports(); len(ps) != 0 {
+		t.Errorf("ports: %+v", ps)
+	}
 }
 
 func TestRestartKeepsState(t *testing.T) {

@@ -121,7 +121,10 @@ func (a *Agent) Attach(ctx context.Context, req api.AttachRequest) (res api.Atta
 		return res, err
 	}
 	key := attachKey(req.ContainerID, req.IfName)
-	unlock := a.keys.lock(key)
+	unlock, err := a.lockReleased(ctx, key)
+	if err != nil {
+		return res, err
+	}
 	defer unlock()
 
 	if e, ok := a.journal.Get(key); ok {
@@ -202,6 +205,7 @@ func (a *Agent) Attach(ctx context.Context, req api.AttachRequest) (res api.Atta
 		return res, err
 	}
 	committed = true
+	a.unwritten.Store(e.PortUUID, struct{}{})
 	for _, g := range got {
 		if g.spare {
 			a.spares.commit(n.UUID, g.addr)
@@ -215,6 +219,47 @@ func (a *Agent) Attach(ctx context.Context, req api.AttachRequest) (res api.Atta
 	a.log.Info("attached", "container", e.ContainerID, "ifname", e.IfName, "network", e.NetworkFQName,
 		"ips", ipStrings(e.IPs), "port", e.PortUUID, "duration", time.Since(start))
 	return a.resultOf(e), nil
+}
+
+// releaseWait bounds how long an ADD waits for an earlier attachment of
+// the same container interface to be released.
+const releaseWait = 3 * time.Second
+
+// lockReleased locks key once no release of an earlier attachment with
+// that key is pending, and returns the unlock function. A DEL answers
+// before the interface is destroyed and the addresses released; an ADD of
+// the same container interface right after it destroys the old interface
+// itself (its host veth has the same name) and waits up to releaseWait
+// for the worker to finish the release, else it is refused as still
+// being released.
+func (a *Agent) lockReleased(ctx context.Context, key string) (func(), error) {
+	deadline := time.Now().Add(releaseWait)
+	for {
+		unlock := a.keys.lock(key)
+		e, ok := a.journal.Get(key)
+		if !ok || e.External || e.State != StateReleasing {
+			return unlock, nil
+		}
+		if !e.DataplaneDetached {
+			if err := a.destroyInterface(ctx, e); err != nil {
+				unlock()
+				return nil, fmt.Errorf("%s is being released: %w", e.describe(), err)
+			}
+			e.DataplaneDetached = true
+			if err := a.journal.Put(e); err != nil {
+				unlock()
+				return nil, err
+			}
+		}
+		unlock()
+		a.queue.add(key)
+		if time.Now().After(deadline) {
+			return nil, api.Conflict("container_id", "%s is still being released; retry shortly", e.describe())
+		}
+		if !sleepCtx(ctx, 5*time.Millisecond) {
+			return nil, ctx.Err()
+		}
+	}
 }
 
 // reattach answers an ADD for an attachment the journal already has: the
@@ -623,10 +668,11 @@ func ipStrings(ips []JournalIP) []string {
 	return out
 }
 
-// Detach removes an attachment (CNI DEL): the data plane lets go of the
-// interface, the journal marks it releasing, and the answer comes at once;
-// the controller forgets the port and releases the addresses afterwards.
-// Unknown attachments succeed.
+// Detach removes an attachment (CNI DEL): the data plane withdraws the
+// interface (no traffic reaches or leaves it any more), the journal marks
+// it releasing, and the answer comes at once; the interface is destroyed,
+// the controller forgets the port and the addresses are released
+// afterwards, in that order. Unknown attachments succeed.
 func (a *Agent) Detach(ctx context.Context, req api.DetachRequest) (err error) {
 	result := "ok"
 	defer func() {
@@ -653,34 +699,31 @@ func (a *Agent) Detach(ctx context.Context, req api.DetachRequest) (err error) {
 }
 
 // detachEntry detaches a journalled attachment; the caller holds its key
-// lock.
+// lock. The interface is only withdrawn here: destroying a veth makes the
+// kernel wait for an RCU grace period, which the background worker does
+// (finishRelease), before any address is released. When the runtime
+// deletes the container's namespace right after DEL, as Mesos does, the
+// kernel destroys the pair itself and the worker finds nothing left.
 func (a *Agent) detachEntry(ctx context.Context, e *Entry, netns string) error {
 	if netns != "" {
 		e.Netns = netns
 	}
-	// With a data plane (normally), the interface goes now; without one
-	// (the agent restarted while the controller is unreachable) the
-	// background work removes it once the data plane is built.
+	// With a data plane (normally), the interface is withdrawn now;
+	// without one (the agent restarted while the controller is
+	// unreachable) the background work removes it once the data plane is
+	// built.
 	if err := a.waitDataPlane(ctx, 5*time.Second); err == nil {
 		a.dpMu.RLock()
 		dpn := dataplaneNetwork(a.cache.Network(e.NetworkUUID), e)
-		derr := a.dp.Detach(ctx, dpn, endpointOf(e))
-		if derr != nil {
-			a.dpMu.RUnlock()
-			return fmt.Errorf("detach %s: %w", e.describe(), derr)
-		}
-		e.DataplaneDetached = true
-		e.State = StateReleasing
-		err := a.journal.Put(e)
+		werr := a.dp.Withdraw(ctx, dpn, endpointOf(e))
 		a.dpMu.RUnlock()
-		if err != nil {
-			return err
+		if werr != nil {
+			return fmt.Errorf("detach %s: %w", e.describe(), werr)
 		}
-	} else {
-		e.State = StateReleasing
-		if err := a.journal.Put(e); err != nil {
-			return err
-		}
+	}
+	e.State = StateReleasing
+	if err := a.journal.Put(e); err != nil {
+		return err
 	}
 	a.queue.add(e.Key())
 	a.kickSync()

@@ -19,6 +19,10 @@ type DataPlane interface {
 	// Attach creates the endpoint's interface on the network and returns
 	// it completed (host interface name, MAC).
 	Attach(ctx context.Context, n dataplane.Network, ep dataplane.Endpoint) (dataplane.Endpoint, error)
+	// Withdraw takes the endpoint out of service at once without waiting
+	// for its interface to be destroyed; a missing netns or link is not an
+	// error.
+	Withdraw(ctx context.Context, n dataplane.Network, ep dataplane.Endpoint) error
 	// Detach removes the endpoint; a missing netns or link is not an error.
 	Detach(ctx context.Context, n dataplane.Network, ep dataplane.Endpoint) error
 	// Check reports whether the endpoint is as it should be.
@@ -201,3 +205,18 @@ func remoteOf(n *api.Node) *dataplane.Remote {
 
 // statesEqual reports whether two desired states are the same.
 func statesEqual(a, b dataplane.State) bool { return reflect.DeepEqual(a, b) }
+
+// remotesEqual reports whether two desired states have the same networks
+// with the same remotes: whether they differ in local endpoints only.
+func remotesEqual(a, b dataplane.State) bool {
+	if len(a.Networks) != len(b.Networks) {
+		return false
+	}
+	for i := range a.Networks {
+		x, y := a.Networks[i], b.Networks[i]
+		if !reflect.DeepEqual(x.Network, y.Network) || !reflect.DeepEqual(x.Remotes, y.Remotes) {
+			return false
+		}
+	}
+	return true
+}

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/weft-sdn/weft/internal/api"
+	"github.com/weft-sdn/weft/internal/api/client"
 	"github.com/weft-sdn/weft/internal/controller"
 	"github.com/weft-sdn/weft/internal/dataplane"
 	"github.com/weft-sdn/weft/internal/store"
@@ -95,7 +96,7 @@ type harness struct {
 	ctrl   *controller.Controller
 	proxy  *ctrlProxy
 	srv    *httptest.Server
-	client *api.Client
+	client *client.Client
 }
 
 func newHarness(t *testing.T) *harness {
@@ -115,7 +116,7 @@ func newHarness(t *testing.T) *harness {
 		h.srv.CloseClientConnections()
 		h.srv.Close()
 	})
-	h.client = api.NewClient(h.srv.URL, nil)
+	h.client = client.New(h.srv.URL, nil)
 	return h
 }
 
@@ -238,7 +239,7 @@ func (h *harness) startAgent(o agentOpts) *agentRun {
 	fake := o.dp
 	a, err := New(cfg, Options{
 		Log:    testLogger().With("agent", o.name),
-		Client: api.NewClient(h.srv.URL, nil),
+		Client: client.New(h.srv.URL, nil),
 		NewDataPlane: func(c dataplane.Config) (DataPlane, error) {
 			fake.Config = c
 			return fake, nil
@@ -361,9 +362,7 @@ func (r *agentRun) settle() {
 		if n := r.a.queue.pending(); n > 0 {
 			return false, fmt.Sprintf("%d journal entries with controller work", n)
 		}
-		r.a.dpMu.RLock()
-		last := r.a.lastState
-		r.a.dpMu.RUnlock()
+		last := r.a.lastState.Load()
 		want := DesiredState(r.cfg.NodeName, r.a.cache.Snapshot(), r.a.journal.Entries())
 		if last == nil || !statesEqual(*last, want) {
 			return false, "data plane not synced with the desired state"

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/weft-sdn/weft/internal/api"
+	"github.com/weft-sdn/weft/internal/api/client"
 )
 
 // controllerCallTimeout bounds one background controller call.
@@ -62,23 +63,44 @@ func (a *Agent) process(ctx context.Context, key string) error {
 		return a.finishRelease(ctx, e)
 	}
 	var errs []error
+	var assigned []string
 	for _, ip := range e.IPs {
 		if ip.Owner == e.Owner {
 			continue
 		}
 		if err := a.handOver(ctx, e, ip); err != nil {
 			errs = append(errs, err)
+			continue
+		}
+		assigned = append(assigned, ip.Address)
+	}
+	err := errors.Join(errs...)
+	portWritten := false
+	if err == nil && !e.PortSynced {
+		a.unwritten.Delete(e.PortUUID)
+		if err = a.writePort(ctx, e); err == nil {
+			portWritten = true
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
+	// One journal write records what the controller now holds.
+	if len(assigned) == 0 && !portWritten {
 		return err
 	}
-	if !e.PortSynced {
-		if err := a.writePort(ctx, e); err != nil {
-			return err
+	uerr := a.update(key, e.PortUUID, func(cur *Entry) bool {
+		changed := false
+		for i := range cur.IPs {
+			if slices.Contains(assigned, cur.IPs[i].Address) && cur.IPs[i].Owner != cur.Owner {
+				cur.IPs[i].Owner = cur.Owner
+				changed = true
+			}
 		}
-	}
-	return nil
+		if portWritten && !cur.PortSynced && cur.State == StateAttached {
+			cur.PortSynced = true
+			changed = true
+		}
+		return changed
+	})
+	return errors.Join(err, uerr)
 }
 
 // update re-reads the entry under its lock and applies fn to it when it is
@@ -96,7 +118,8 @@ func (a *Agent) update(key, portUUID string, fn func(e *Entry) bool) error {
 	return a.journal.Put(e)
 }
 
-// handOver assigns a spare the attach took to the container's owner.
+// handOver assigns a spare the attach took to the container's owner; the
+// caller records it in the journal.
 func (a *Agent) handOver(ctx context.Context, e *Entry, ip JournalIP) error {
 	p, err := netip.ParsePrefix(ip.Address)
 	if err != nil {
@@ -133,20 +156,12 @@ func (a *Agent) handOver(ctx context.Context, e *Entry, ip JournalIP) error {
 			}
 		}
 	}
-	return a.update(e.Key(), e.PortUUID, func(cur *Entry) bool {
-		for i := range cur.IPs {
-			if cur.IPs[i].Address == ip.Address && cur.IPs[i].Owner != cur.Owner {
-				cur.IPs[i].Owner = cur.Owner
-				return true
-			}
-		}
-		return false
-	})
+	return nil
 }
 
 // reservationOf reads the reservation of addr in a network.
 func (a *Agent) reservationOf(ctx context.Context, network string, addr netip.Addr) (api.IPReservation, bool, error) {
-	items, _, err := api.ListItems[api.IPReservation](ctx, a.client, api.KindIPReservation.Plural(), url.Values{"network": {network}})
+	items, _, err := client.ListItems[api.IPReservation](ctx, a.client, api.KindIPReservation.Plural(), url.Values{"network": {network}})
 	if err != nil {
 		return api.IPReservation{}, false, err
 	}
@@ -198,8 +213,9 @@ func projectOf(networkFQName string) string {
 }
 
 // writePort creates the entry's Port in the controller, or updates it
-// when it exists. A stale port of the same container interface under the
-// same name (left by an earlier attachment) is replaced.
+// when it exists; the caller records it in the journal. A stale port of
+// the same container interface under the same name (left by an earlier
+// attachment) is replaced.
 func (a *Agent) writePort(ctx context.Context, e *Entry) error {
 	cctx, cancel := context.WithTimeout(ctx, controllerCallTimeout)
 	defer cancel()
@@ -215,13 +231,7 @@ func (a *Agent) writePort(ctx context.Context, e *Entry) error {
 	if err != nil {
 		return fmt.Errorf("write port %s of %s: %w", e.PortName, e.describe(), err)
 	}
-	return a.update(e.Key(), e.PortUUID, func(cur *Entry) bool {
-		if cur.PortSynced || cur.State != StateAttached {
-			return false
-		}
-		cur.PortSynced = true
-		return true
-	})
+	return nil
 }
 
 // replaceStalePort deletes the port holding the entry's port name when it
@@ -244,33 +254,59 @@ func (a *Agent) replaceStalePort(ctx context.Context, e *Entry) error {
 	return a.client.Create(ctx, api.KindPort.Plural(), p, nil)
 }
 
-// finishRelease finishes a detach: the data plane lets go of the
-// interface (if the detach could not), the controller forgets the port and
-// releases the addresses, and the journal entry goes.
-func (a *Agent) finishRelease(ctx context.Context, e *Entry) error {
-	if !e.DataplaneDetached {
-		select {
-		case <-a.dpReady:
-		default:
-			return fmt.Errorf("release %s: %w: the data plane is not built yet", e.describe(), ErrNotReady)
-		}
-		a.dpMu.RLock()
-		err := a.dp.Detach(ctx, dataplaneNetwork(a.cache.Network(e.NetworkUUID), e), endpointOf(e))
-		a.dpMu.RUnlock()
-		if err != nil {
-			return fmt.Errorf("release %s: detach: %w", e.describe(), err)
-		}
-		if err := a.update(e.Key(), e.PortUUID, func(cur *Entry) bool {
-			cur.DataplaneDetached = true
-			return true
-		}); err != nil {
-			return err
-		}
-		a.kickSync()
+// destroyInterface deletes the interface of a releasing entry (Detach:
+// a missing one is success); the address may be given out again only
+// after this.
+func (a *Agent) destroyInterface(ctx context.Context, e *Entry) error {
+	select {
+	case <-a.dpReady:
+	default:
+		return fmt.Errorf("%w: the data plane is not built yet", ErrNotReady)
 	}
+	a.dpMu.RLock()
+	defer a.dpMu.RUnlock()
+	if err := a.dp.Detach(ctx, dataplaneNetwork(a.cache.Network(e.NetworkUUID), e), endpointOf(e)); err != nil {
+		return fmt.Errorf("detach: %w", err)
+	}
+	return nil
+}
+
+// finishRelease finishes a detach: the data plane destroys the interface
+// (DEL only withdrew it), the controller forgets the port and releases
+// the addresses, and the journal entry goes.
+func (a *Agent) finishRelease(ctx context.Context, e *Entry) error {
+	if e.DataplaneDetached {
+		return a.releaseAtController(ctx, e)
+	}
+	if err := a.destroyInterface(ctx, e); err != nil {
+		return fmt.Errorf("release %s: %w", e.describe(), err)
+	}
+	a.syncAfterDestroy(e.NetworkUUID)
+	err := a.releaseAtController(ctx, e)
+	if err == nil {
+		return nil
+	}
+	// Journalled only when the release cannot finish now: destroying an
+	// interface again is harmless, and most releases end with the entry
+	// deleted a moment later.
+	return errors.Join(err, a.update(e.Key(), e.PortUUID, func(cur *Entry) bool {
+		if cur.DataplaneDetached || cur.State != StateReleasing {
+			return false
+		}
+		cur.DataplaneDetached = true
+		return true
+	}))
+}
+
+// releaseAtController has the controller forget the port of a releasing
+// entry whose interface is gone and release its addresses, then deletes
+// the entry.
+func (a *Agent) releaseAtController(ctx context.Context, e *Entry) error {
 	cctx, cancel := context.WithTimeout(ctx, controllerCallTimeout)
 	defer cancel()
-	if e.PortUUID != "" {
+	// A port this agent never tried to write (the container left before
+	// the background work got to it) does not exist: nothing to delete.
+	if _, unwritten := a.unwritten.Load(e.PortUUID); !unwritten && e.PortUUID != "" {
 		err := a.client.Delete(cctx, api.KindPort.Plural(), e.PortUUID)
 		a.metrics.op("port_delete", err)
 		if err != nil && !errors.Is(err, api.ErrNotFound) {
@@ -278,32 +314,45 @@ func (a *Agent) finishRelease(ctx context.Context, e *Entry) error {
 		}
 	}
 	// Spares the attach took but never handed over are released one by
-	// one (they are still the spare owner's); the rest by owner.
+	// one (they are still the spare owner's); the rest by owner, unless
+	// nothing can be the owner's (every address was still a spare, and
+	// the controller agreed).
+	byOwner := false
 	for _, ip := range e.IPs {
 		if ip.Owner == e.Owner || ip.Owner == "" {
 			// "" is an address the audit found missing: if it was taken
 			// back, it is the container's owner's; if not, it is not ours
 			// to release.
+			byOwner = true
 			continue
 		}
 		p, err := netip.ParsePrefix(ip.Address)
 		if err != nil {
+			byOwner = true
 			continue
 		}
 		_, err = a.client.Release(cctx, api.ReleaseRequest{Network: e.NetworkUUID, IP: p.Addr().String(), Owner: ip.Owner})
 		a.metrics.op("release", err)
-		if err != nil && !errors.Is(err, api.ErrNotFound) && !errors.Is(err, api.ErrConflict) {
+		if errors.Is(err, api.ErrConflict) {
+			// Held by another owner: maybe handed over to the container
+			// after all (by an agent that died before journalling it).
+			byOwner = true
+			continue
+		}
+		if err != nil && !errors.Is(err, api.ErrNotFound) {
 			return fmt.Errorf("release %s: release %s: %w", e.describe(), p.Addr(), err)
 		}
 	}
-	_, err := a.client.Release(cctx, api.ReleaseRequest{Network: e.NetworkUUID, Owner: e.Owner})
-	a.metrics.op("release", err)
-	if err != nil && !errors.Is(err, api.ErrNotFound) {
-		if errors.Is(err, api.ErrInvalid) {
-			// The network is gone: so are its reservations.
-			a.log.Warn("network of a released attachment no longer exists", "container", e.ContainerID, "ifname", e.IfName, "network", e.NetworkFQName, "err", err)
-		} else {
-			return fmt.Errorf("release %s: release addresses of %s: %w", e.describe(), e.Owner, err)
+	if byOwner {
+		_, err := a.client.Release(cctx, api.ReleaseRequest{Network: e.NetworkUUID, Owner: e.Owner})
+		a.metrics.op("release", err)
+		if err != nil && !errors.Is(err, api.ErrNotFound) {
+			if errors.Is(err, api.ErrInvalid) {
+				// The network is gone: so are its reservations.
+				a.log.Warn("network of a released attachment no longer exists", "container", e.ContainerID, "ifname", e.IfName, "network", e.NetworkFQName, "err", err)
+			} else {
+				return fmt.Errorf("release %s: release addresses of %s: %w", e.describe(), e.Owner, err)
+			}
 		}
 	}
 	unlock := a.keys.lock(e.Key())
@@ -314,6 +363,7 @@ func (a *Agent) finishRelease(ctx context.Context, e *Entry) error {
 	if err := a.journal.Delete(e.Key()); err != nil {
 		return err
 	}
+	a.unwritten.Delete(e.PortUUID)
 	a.log.Info("released", "container", e.ContainerID, "ifname", e.IfName, "network", e.NetworkFQName, "ips", ipStrings(e.IPs))
 	return nil
 }

@@ -3,7 +3,16 @@ package api
 import (
 	"errors"
 	"fmt"
-	"net/http"
+)
+
+// HTTP statuses of errors, spelled out so that this package (which the
+// CNI plugin links) does not need net/http.
+const (
+	statusBadRequest          = 400
+	statusNotFound            = 404
+	statusConflict            = 409
+	statusGone                = 410
+	statusUnprocessableEntity = 422
 )
 
 // Sentinel errors shared by the controller and its clients. An Error wraps
@@ -39,33 +48,33 @@ func (e *Error) Unwrap() error { return e.kind }
 
 // Invalid reports bad input in one field (HTTP 400).
 func Invalid(field, format string, args ...any) *Error {
-	return &Error{Message: fmt.Sprintf(format, args...), Field: field, Code: http.StatusBadRequest, kind: ErrInvalid}
+	return &Error{Message: fmt.Sprintf(format, args...), Field: field, Code: statusBadRequest, kind: ErrInvalid}
 }
 
 // NotFound reports a missing resource (HTTP 404).
 func NotFound(format string, args ...any) *Error {
-	return &Error{Message: fmt.Sprintf(format, args...), Code: http.StatusNotFound, kind: ErrNotFound}
+	return &Error{Message: fmt.Sprintf(format, args...), Code: statusNotFound, kind: ErrNotFound}
 }
 
 // Conflict reports a write that collides with existing state (HTTP 409).
 func Conflict(field, format string, args ...any) *Error {
-	return &Error{Message: fmt.Sprintf(format, args...), Field: field, Code: http.StatusConflict, kind: ErrConflict}
+	return &Error{Message: fmt.Sprintf(format, args...), Field: field, Code: statusConflict, kind: ErrConflict}
 }
 
 // Exhausted reports that a network has no free address or block (HTTP 409).
 func Exhausted(field, format string, args ...any) *Error {
-	return &Error{Message: fmt.Sprintf(format, args...), Field: field, Code: http.StatusConflict, kind: ErrExhausted}
+	return &Error{Message: fmt.Sprintf(format, args...), Field: field, Code: statusConflict, kind: ErrExhausted}
 }
 
 // InUse reports a delete refused because others still refer to the resource
 // (HTTP 409).
 func InUse(format string, args ...any) *Error {
-	return &Error{Message: fmt.Sprintf(format, args...), Code: http.StatusConflict, kind: ErrInUse}
+	return &Error{Message: fmt.Sprintf(format, args...), Code: statusConflict, kind: ErrInUse}
 }
 
 // Gone reports a watch revision that has been compacted (HTTP 410).
 func Gone(format string, args ...any) *Error {
-	return &Error{Message: fmt.Sprintf(format, args...), Code: http.StatusGone, kind: ErrGone}
+	return &Error{Message: fmt.Sprintf(format, args...), Code: statusGone, kind: ErrGone}
 }
 
 // ErrorFromStatus rebuilds an Error from an HTTP status and body fields, so
@@ -73,13 +82,13 @@ func Gone(format string, args ...any) *Error {
 func ErrorFromStatus(code int, message, field string) *Error {
 	e := &Error{Message: message, Field: field, Code: code}
 	switch code {
-	case http.StatusBadRequest, http.StatusUnprocessableEntity:
+	case statusBadRequest, statusUnprocessableEntity:
 		e.kind = ErrInvalid
-	case http.StatusNotFound:
+	case statusNotFound:
 		e.kind = ErrNotFound
-	case http.StatusGone:
+	case statusGone:
 		e.kind = ErrGone
-	case http.StatusConflict:
+	case statusConflict:
 		e.kind = ErrConflict
 	}
 	return e

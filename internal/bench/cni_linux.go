@@ -139,15 +139,29 @@ func runOuter(ctx context.Context, cfg Config, stdout, stderr io.Writer) (err er
 			fmt.Fprintln(stderr, "weft-bench: logs kept in", dir)
 		}
 	}()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	free := func() (string, error) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		defer ln.Close()
+		return ln.Addr().String(), nil
+	}
+	addr, err := free()
 	if err != nil {
 		return err
 	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
+	maddr, err := free()
+	if err != nil {
+		return err
+	}
+	mmaddr, err := free()
+	if err != nil {
+		return err
+	}
 	l, err := lab.Up(ctx, lab.Options{
 		Nodes: 1, StateDir: filepath.Join(dir, "lab"), BinDir: cfg.BinDir, Prefix: "weftbench" + randomSuffix() + "-",
-		ControllerListen: addr, Spares: cfg.Spares, LogLevel: cfg.LogLevel,
+		ControllerListen: addr, MarathonListen: maddr, ManagerListen: mmaddr, Spares: cfg.Spares, LogLevel: cfg.LogLevel,
 	})
 	if err != nil {
 		return err

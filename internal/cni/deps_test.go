@@ -7,8 +7,10 @@ import (
 )
 
 // TestBinaryDependencies keeps the plugin binary free of etcd, nftables,
-// netlink and Prometheus code: it runs on every Mesos agent, for every
-// container, and must stay small and independent of the agent's data plane.
+// netlink and Prometheus code, and of net/http (with crypto/tls and the
+// controller's client): it runs on every Mesos agent, for every container,
+// and must start fast, stay small and independent of the agent's data
+// plane.
 func TestBinaryDependencies(t *testing.T) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
@@ -24,7 +26,8 @@ func TestBinaryDependencies(t *testing.T) {
 		}
 		t.Fatalf("go list -deps ./cmd/weft-cni: %v\n%s", err, stderr)
 	}
-	forbidden := []string{"go.etcd.io", "knftables", "nftables", "vishvananda", "netlink", "prometheus"}
+	forbidden := []string{"go.etcd.io", "knftables", "nftables", "vishvananda", "netlink", "prometheus",
+		"net/http", "crypto/tls", "github.com/weft-sdn/weft/internal/api/client"}
 	allowedPrefixes := []string{"github.com/weft-sdn/weft/internal/api", "github.com/weft-sdn/weft/internal/cni",
 		"github.com/weft-sdn/weft/cmd/weft-cni", "github.com/containernetworking/cni/"}
 	pkgs := strings.Fields(string(out))

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -349,18 +348,18 @@ func agentFailure(cmd, socket string, timeout time.Duration, err error) *Error {
 		verb := map[string]string{"ADD": "attach", "DEL": "detach", "CHECK": "check", "GC": "gc", "STATUS": "status"}[cmd]
 		e := &Error{Field: ae.Field, Err: err, Details: fmt.Sprintf("HTTP %d from %s", ae.Code, socket)}
 		switch {
-		case ae.Code == http.StatusServiceUnavailable || ae.Code == http.StatusGatewayTimeout || ae.Code == http.StatusTooManyRequests:
+		case ae.Code == 503 || ae.Code == 504 || ae.Code == 429: // unavailable, gateway timeout, too many requests
 			e.Code, e.Msg = CodeTryAgainLater, "weft agent is not ready, try again later: "+what
 			if cmd == "STATUS" {
 				e.Code = CodePluginNotAvailable
 			}
 		case cmd == "CHECK":
 			e.Code, e.Msg = CodeCheckFailed, "attachment check failed: "+what
-		case ae.Code == http.StatusBadRequest || ae.Code == http.StatusUnprocessableEntity:
+		case ae.Code == 400 || ae.Code == 422: // bad request, unprocessable
 			e.Code, e.Msg = CodeAgentRejected, "weft agent rejected the "+verb+" request: "+what
-		case ae.Code == http.StatusNotFound:
+		case ae.Code == 404:
 			e.Code, e.Msg = CodeNotFound, "weft agent: not found: "+what
-		case ae.Code == http.StatusConflict:
+		case ae.Code == 409:
 			e.Code, e.Msg = CodeConflict, "weft agent refused the "+verb+" request: "+what
 		default:
 			e.Code, e.Msg = CodeAgentFailed, "weft agent failed the "+verb+" request: "+what

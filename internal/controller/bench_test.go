@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/weft-sdn/weft/internal/api"
+	"github.com/weft-sdn/weft/internal/api/client"
 	"github.com/weft-sdn/weft/internal/store"
 )
 
@@ -71,7 +72,7 @@ func benchEnv(b *testing.B, subnet string, blockPrefix int) *testEnv {
 	}
 	e := &testEnv{c: c, kv: kv}
 	e.ts = newHTTPTestServer(b, c)
-	e.cli = api.NewClient(e.ts.URL, nil)
+	e.cli = client.New(e.ts.URL, nil)
 	name := fmt.Sprintf("bench-%d", time.Now().UnixNano())
 	e.net = name
 	if _, err := e.cli.CreateNetwork(context.Background(), api.Network{Meta: api.Meta{Name: name}, Subnets: []api.Subnet{{CIDR: subnet, BlockPrefix: blockPrefix}}}); err != nil {

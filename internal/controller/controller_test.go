@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/weft-sdn/weft/internal/api"
+	"github.com/weft-sdn/weft/internal/api/client"
 	"github.com/weft-sdn/weft/internal/store"
 )
 
@@ -102,7 +103,7 @@ type testEnv struct {
 	net string // the benchmarks' network
 	c   *Controller
 	ts  *httptest.Server
-	cli *api.Client
+	cli *client.Client
 	kv  store.KV
 }
 
@@ -121,7 +122,7 @@ func newEnv(t *testing.T, kv store.KV) *testEnv {
 		t.Fatalf("controller: %v", err)
 	}
 	ts := newHTTPTestServer(t, c)
-	return &testEnv{c: c, ts: ts, cli: api.NewClient(ts.URL, nil), kv: kv}
+	return &testEnv{c: c, ts: ts, cli: client.New(ts.URL, nil), kv: kv}
 }
 
 func (e *testEnv) do(t *testing.T, method, path, body string) (int, api.Error, []byte) {
@@ -388,7 +389,7 @@ func TestWatchResumeAcrossDisconnect(t *testing.T) {
 	// connections leaves the writer's alone.
 	wts := httptest.NewServer(e.c.Server)
 	defer wts.Close()
-	wcli := api.NewClient(wts.URL, nil)
+	wcli := client.New(wts.URL, nil)
 	l, err := e.cli.List(ctx, "networks", nil)
 	if err != nil {
 		t.Fatal(err)

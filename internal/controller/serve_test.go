@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weft-sdn/weft/internal/api"
+	"github.com/weft-sdn/weft/internal/api/client"
 )
 
 // The full controller (embedded etcd, listener) serves, reports ready, and
@@ -42,7 +42,7 @@ func TestServeShutsDownGracefully(t *testing.T) {
 		t.Fatalf("readyz: %v", err)
 	}
 	// The unix socket serves the same API.
-	if v, err := api.NewClient("unix://"+cfg.ListenUnix, nil).Version(context.Background()); err != nil || v.Version == "" {
+	if v, err := client.New("unix://"+cfg.ListenUnix, nil).Version(context.Background()); err != nil || v.Version == "" {
 		t.Fatalf("version over the unix socket: %+v %v", v, err)
 	}
 	watch, err := http.Get(base + "/v1/watch")

@@ -24,8 +24,9 @@ import (
 //
 // Attach is idempotent: an existing attachment with the same
 // configuration succeeds (missing routes or neighbour entries are put
-// back); one with a different configuration is an error. When Attach
-// fails, everything it created is removed again.
+// back, a withdrawn one is brought back); one with a different
+// configuration is an error. When Attach fails, everything it created is
+// removed again.
 func (l *Linux) Attach(ctx context.Context, n Network, ep Endpoint) (_ Endpoint, err error) {
 	if err := ctx.Err(); err != nil {
 		return ep, fmt.Errorf("attach: %w", err)
@@ -33,8 +34,6 @@ func (l *Linux) Attach(ctx context.Context, n Network, ep Endpoint) (_ Endpoint,
 	if err := n.validate(); err != nil {
 		return ep, fmt.Errorf("attach: %w", err)
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	macGiven, mtuGiven := len(ep.MAC) > 0, ep.MTU > 0
 	ep, addrs, err := ep.normalize(n, l.networkMTU(ctx, n))
 	if err != nil {
@@ -49,16 +48,19 @@ func (l *Linux) Attach(ctx context.Context, n Network, ep Endpoint) (_ Endpoint,
 		return ep, fmt.Errorf("attach %s: %w", what, err)
 	}
 	defer cns.Close()
-	ch, err := netlink.NewHandleAt(cns)
+	ch, err := netlink.NewHandleAt(cns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return ep, fmt.Errorf("attach %s: netlink handle in %s: %w", what, ep.Netns, err)
 	}
 	defer ch.Close()
 
-	r, createdNS, err := l.ensureRouter(ctx, n)
+	r, createdNS, release, err := l.acquireRouter(ctx, n)
 	if err != nil {
 		return ep, fmt.Errorf("attach %s: %w", what, err)
 	}
+	defer release()
+	unlock := l.endpoints.lock(ep.HostIf)
+	defer unlock()
 	createdVeth := false
 	defer func() {
 		if err == nil {
@@ -82,6 +84,8 @@ func (l *Linux) Attach(ctx context.Context, n Network, ep Endpoint) (_ Endpoint,
 			}
 		}
 		if createdNS {
+			// The guard is held exclusively (see acquireRouter).
+			l.guard(n.VNI).ready.Store(false)
 			if derr := l.removeRouter(ctx, r); derr != nil {
 				l.log.ErrorContext(ctx, "undo attach: remove router namespace", "netns", r.name, "err", derr)
 			}
@@ -113,10 +117,10 @@ func (l *Linux) Attach(ctx context.Context, n Network, ep Endpoint) (_ Endpoint,
 		if diff := l.attachmentDiff(ch, cl, ep); diff != "" {
 			return ep, fmt.Errorf("attach %s: %s in %s is already attached with a different configuration: %s", what, ep.IfName, ep.Netns, diff)
 		}
-		if err := l.configureHost(ctx, r, host); err != nil {
+		if err := l.configureHost(ctx, r, host, false); err != nil {
 			return ep, fmt.Errorf("attach %s: %w", what, err)
 		}
-		if err := l.configureContainer(ctx, ch, cl, ep, addrs, host.Attrs().HardwareAddr); err != nil {
+		if err := l.configureContainer(ctx, ch, cl, ep, addrs, host.Attrs().HardwareAddr, false); err != nil {
 			return ep, fmt.Errorf("attach %s: %w", what, err)
 		}
 		if err := l.ensureEndpointRoutes(ctx, r, host, ep, false); err != nil {
@@ -140,6 +144,8 @@ func (l *Linux) Attach(ctx context.Context, n Network, ep Endpoint) (_ Endpoint,
 		return ep, fmt.Errorf("attach %s: %w", what, err)
 	}
 
+	// A new pair: nothing is on it yet, so nothing needs listing before
+	// it is configured.
 	hmac := hostMAC(ep.ContainerID, ep.IfName)
 	veth := netlink.NewVeth(netlink.NewLinkAttrs())
 	veth.Name = ep.HostIf
@@ -163,7 +169,7 @@ func (l *Linux) Attach(ctx context.Context, n Network, ep Endpoint) (_ Endpoint,
 	if err := r.h.LinkSetIP6AddrGenMode(host, addrGenModeNone); err != nil {
 		return ep, fmt.Errorf("attach %s: set addrgenmode none on %s in %s: %w", what, ep.HostIf, r.name, err)
 	}
-	if err := l.configureHost(ctx, r, host); err != nil {
+	if err := l.configureHost(ctx, r, host, true); err != nil {
 		return ep, fmt.Errorf("attach %s: %w", what, err)
 	}
 	if err := l.hook("host"); err != nil {
@@ -172,13 +178,13 @@ func (l *Linux) Attach(ctx context.Context, n Network, ep Endpoint) (_ Endpoint,
 	if cl, err = ch.LinkByName(ep.IfName); err != nil {
 		return ep, fmt.Errorf("attach %s: find new %s in %s: %w", what, ep.IfName, ep.Netns, err)
 	}
-	if err := l.configureContainer(ctx, ch, cl, ep, addrs, hmac); err != nil {
+	if err := l.configureContainer(ctx, ch, cl, ep, addrs, hmac, true); err != nil {
 		return ep, fmt.Errorf("attach %s: %w", what, err)
 	}
 	if err := l.hook("container"); err != nil {
 		return ep, fmt.Errorf("attach %s: %w", what, err)
 	}
-	if err := l.ensureEndpointRoutes(ctx, r, host, ep, false); err != nil {
+	if err := l.addEndpointRoutes(ctx, r, host, ep); err != nil {
 		return ep, fmt.Errorf("attach %s: %w", what, err)
 	}
 	if err := l.hook("routes"); err != nil {
@@ -236,17 +242,24 @@ func globalAddrs(h *netlink.Handle, link netlink.Link) ([]netip.Prefix, error) {
 }
 
 // checkAddrsFree fails when an address of ep is already routed to another
-// interface of the router namespace (another endpoint holds it).
+// interface of the router namespace (another endpoint holds it): the
+// main-table route the kernel would use for it is a host route on
+// another interface. (Two Attaches racing for one address are caught by
+// addEndpointRoutes: the second host route is refused.)
 func (l *Linux) checkAddrsFree(r *router, ep Endpoint) error {
 	for _, ip := range ep.IPs {
 		dst := hostPrefix(ip.Addr())
-		routes, err := retry(func() ([]netlink.Route, error) {
-			return r.h.RouteListFiltered(family(ip.Addr()), &netlink.Route{Dst: ipnetOf(dst), Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_DST|netlink.RT_FILTER_TABLE)
-		})
+		routes, err := r.h.RouteGetWithOptions(ip.Addr().AsSlice(), &netlink.RouteGetOptions{FIBMatch: true})
 		if err != nil {
-			return fmt.Errorf("list routes to %s in %s: %w", dst, r.name, err)
+			if errors.Is(err, unix.ENETUNREACH) || errors.Is(err, unix.EHOSTUNREACH) || isNotExist(err) {
+				continue // no route at all
+			}
+			return fmt.Errorf("look up the route to %s in %s: %w", dst, r.name, err)
 		}
 		for _, rt := range routes {
+			if p, ok := prefixOf(rt.Dst); !ok || p != dst || rt.Table != unix.RT_TABLE_MAIN {
+				continue
+			}
 			name := fmt.Sprintf("ifindex %d", rt.LinkIndex)
 			if link, err := r.h.LinkByIndex(rt.LinkIndex); err == nil {
 				if link.Attrs().Name == ep.HostIf {
@@ -260,11 +273,15 @@ func (l *Linux) checkAddrsFree(r *router, ep Endpoint) error {
 	return nil
 }
 
-// configureHost sets up the router-side veth end: no proxy ARP, up.
-func (l *Linux) configureHost(ctx context.Context, r *router, host netlink.Link) error {
-	name := host.Attrs().Name
-	if err := l.ensureSysctls(ctx, r.path, r.name, []sysctl{{key: "ipv4/conf/" + name + "/proxy_arp", value: "0"}}); err != nil {
-		return err
+// configureHost sets up the router-side veth end: no proxy ARP, up. A
+// new veth (fresh) takes the namespace's default proxy_arp, which
+// ensureRouter keeps at 0, so only an existing one is checked.
+func (l *Linux) configureHost(ctx context.Context, r *router, host netlink.Link, fresh bool) error {
+	if !fresh {
+		name := host.Attrs().Name
+		if err := l.ensureSysctls(ctx, r.path, r.name, []sysctl{{key: "ipv4/conf/" + name + "/proxy_arp", value: "0"}}); err != nil {
+			return err
+		}
 	}
 	return l.ensureUp(ctx, r.h, host, r.name)
 }
@@ -273,13 +290,19 @@ func (l *Linux) configureHost(ctx context.Context, r *router, host netlink.Link)
 // prefix routes, a permanent neighbour entry per gateway, a route per
 // subnet via its gateway and a default route per family when the
 // container has none.
-func (l *Linux) configureContainer(ctx context.Context, ch *netlink.Handle, cl netlink.Link, ep Endpoint, addrs []epAddr, gwMAC net.HardwareAddr) error {
+//
+// A new interface (fresh) holds no address or neighbour entry yet, so
+// those are not listed first.
+func (l *Linux) configureContainer(ctx context.Context, ch *netlink.Handle, cl netlink.Link, ep Endpoint, addrs []epAddr, gwMAC net.HardwareAddr, fresh bool) error {
 	if err := l.ensureUp(ctx, ch, cl, ep.Netns); err != nil {
 		return err
 	}
-	have, err := globalAddrs(ch, cl)
-	if err != nil {
-		return fmt.Errorf("%w in %s", err, ep.Netns)
+	var have []netip.Prefix
+	if !fresh {
+		var err error
+		if have, err = globalAddrs(ch, cl); err != nil {
+			return fmt.Errorf("%w in %s", err, ep.Netns)
+		}
 	}
 	for _, a := range addrs {
 		if slices.Contains(have, a.IP) {
@@ -303,7 +326,11 @@ func (l *Linux) configureContainer(ctx context.Context, ch *netlink.Handle, cl n
 		}
 	}
 	for _, s := range subnets {
-		if err := l.ensureNeigh(ctx, ch, ep.Netns, cl, s.Gateway, gwMAC); err != nil {
+		set := l.ensureNeigh
+		if fresh {
+			set = l.setNeigh
+		}
+		if err := set(ctx, ch, ep.Netns, cl, s.Gateway, gwMAC); err != nil {
 			return err
 		}
 	}
@@ -533,6 +560,29 @@ func (l *Linux) setNeigh(ctx context.Context, h *netlink.Handle, ns string, link
 	return nil
 }
 
+// addEndpointRoutes adds a host route and a permanent neighbour entry per
+// address of ep on its new host veth. The routes are added exclusively: a
+// host route to the address on another interface (an Attach racing for
+// the same address) makes it fail.
+func (l *Linux) addEndpointRoutes(ctx context.Context, r *router, host netlink.Link, ep Endpoint) error {
+	for _, ip := range ep.IPs {
+		w := wantRoute{dst: hostPrefix(ip.Addr()), link: host}
+		if err := r.h.RouteAdd(w.route()); err != nil {
+			if errors.Is(err, unix.EEXIST) {
+				return fmt.Errorf("address %s already in use in %s", ip.Addr(), r.name)
+			}
+			return fmt.Errorf("add route %s in %s: %w", w, r.name, err)
+		}
+		l.changed(ctx, "added route", "netns", r.name, "route", w.String())
+	}
+	for _, ip := range ep.IPs {
+		if err := l.setNeigh(ctx, r.h, r.name, host, ip.Addr(), ep.MAC); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // ensureEndpointRoutes puts a host route and a permanent neighbour entry
 // per address of ep on its host veth. With prune, other routes and
 // permanent entries on that veth are removed.
@@ -549,6 +599,69 @@ func (l *Linux) ensureEndpointRoutes(ctx context.Context, r *router, host netlin
 	return l.reconcileNeighs(ctx, r, host, neighs, prune)
 }
 
+// openHostVeth opens n's router namespace and finds ep's host veth in it.
+// A missing namespace or veth is (nil, nil, nil); otherwise the caller
+// closes r.
+func (l *Linux) openHostVeth(ctx context.Context, op string, n Network, ep Endpoint) (*router, netlink.Link, error) {
+	name := l.routerName(n.VNI)
+	r, err := l.openRouter(name)
+	if errors.Is(err, errNoRouter) {
+		l.log.DebugContext(ctx, op+": no router namespace", "netns", name, "hostif", ep.HostIf)
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s %s: %w", op, ep.HostIf, err)
+	}
+	link, err := r.h.LinkByName(ep.HostIf)
+	if isLinkNotFound(err) {
+		r.close()
+		l.log.DebugContext(ctx, op+": no host veth", "netns", name, "hostif", ep.HostIf)
+		return nil, nil, nil
+	}
+	if err != nil {
+		r.close()
+		return nil, nil, fmt.Errorf("%s: find %s in %s: %w", op, ep.HostIf, name, err)
+	}
+	if link.Type() != "veth" {
+		r.close()
+		return nil, nil, fmt.Errorf("%s: %s in %s is a %s, not a veth", op, ep.HostIf, name, link.Type())
+	}
+	return r, link, nil
+}
+
+// Withdraw takes the attachment of ep to n out of service without
+// deleting its veth: the host veth goes down, which makes the kernel drop
+// its routes and neighbour entries at once, so no traffic reaches or
+// leaves the container through it. Deleting a veth waits for an RCU grace
+// period (tens of milliseconds); Withdraw does not, and Detach (or the
+// deletion of the container's namespace) finishes the job later. Sync
+// leaves a withdrawn endpoint alone even when it is still desired; Attach
+// brings it back. A missing router namespace or host veth is success.
+func (l *Linux) Withdraw(ctx context.Context, n Network, ep Endpoint) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("withdraw: %w", err)
+	}
+	ep, err := endpointHostIf("withdraw", n, ep)
+	if err != nil {
+		return err
+	}
+	unlock := l.endpoints.lock(ep.HostIf)
+	defer unlock()
+	r, link, err := l.openHostVeth(ctx, "withdraw", n, ep)
+	if err != nil || link == nil {
+		return err
+	}
+	defer r.close()
+	if link.Attrs().Flags&net.FlagUp != 0 {
+		if err := r.h.LinkSetDown(link); err != nil && !isLinkNotFound(err) {
+			return fmt.Errorf("withdraw: set %s down in %s: %w", ep.HostIf, r.name, err)
+		}
+		l.changed(ctx, "set link down", "netns", r.name, "link", ep.HostIf)
+	}
+	l.log.InfoContext(ctx, "withdrawn", "container", ep.ContainerID, "ifname", ep.IfName, "netns", r.name, "hostif", ep.HostIf)
+	return nil
+}
+
 // Detach removes the attachment of ep to n: it deletes the host veth,
 // which removes the container end and every route and neighbour entry on
 // both. A missing router namespace, host veth or container netns is
@@ -557,38 +670,17 @@ func (l *Linux) Detach(ctx context.Context, n Network, ep Endpoint) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("detach: %w", err)
 	}
-	if n.VNI < 1 || n.VNI > MaxVNI {
-		return fmt.Errorf("detach: network %s: invalid vni %d", n.name(), n.VNI)
-	}
-	if ep.HostIf == "" {
-		if ep.ContainerID == "" || ep.IfName == "" {
-			return errors.New("detach: need a host interface or a container id and interface name")
-		}
-		ep.HostIf = HostIfName(ep.ContainerID, ep.IfName)
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	name := l.routerName(n.VNI)
-	r, err := l.openRouter(name)
-	if errors.Is(err, errNoRouter) {
-		l.log.DebugContext(ctx, "detach: no router namespace", "netns", name, "hostif", ep.HostIf)
-		return nil
-	}
+	ep, err := endpointHostIf("detach", n, ep)
 	if err != nil {
-		return fmt.Errorf("detach %s: %w", ep.HostIf, err)
+		return err
+	}
+	unlock := l.endpoints.lock(ep.HostIf)
+	defer unlock()
+	r, link, err := l.openHostVeth(ctx, "detach", n, ep)
+	if err != nil || link == nil {
+		return err
 	}
 	defer r.close()
-	link, err := r.h.LinkByName(ep.HostIf)
-	if isLinkNotFound(err) {
-		l.log.DebugContext(ctx, "detach: no host veth", "netns", name, "hostif", ep.HostIf)
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("detach: find %s in %s: %w", ep.HostIf, name, err)
-	}
-	if link.Type() != "veth" {
-		return fmt.Errorf("detach: %s in %s is a %s, not a veth", ep.HostIf, name, link.Type())
-	}
 	// Source rules of a secondary interface outlive it: remove them while
 	// the container end still identifies its table.
 	if ep.Netns != "" && ep.IfName != "" && netns.IsNetns(ep.Netns) {
@@ -602,10 +694,10 @@ func (l *Linux) Detach(ctx context.Context, n Network, ep Endpoint) error {
 		}
 	}
 	if err := r.h.LinkDel(link); err != nil && !isLinkNotFound(err) {
-		return fmt.Errorf("detach: delete %s in %s: %w", ep.HostIf, name, err)
+		return fmt.Errorf("detach: delete %s in %s: %w", ep.HostIf, r.name, err)
 	}
-	l.changed(ctx, "deleted veth", "netns", name, "link", ep.HostIf)
-	l.log.InfoContext(ctx, "detached", "container", ep.ContainerID, "ifname", ep.IfName, "netns", name, "hostif", ep.HostIf)
+	l.changed(ctx, "deleted veth", "netns", r.name, "link", ep.HostIf)
+	l.log.InfoContext(ctx, "detached", "container", ep.ContainerID, "ifname", ep.IfName, "netns", r.name, "hostif", ep.HostIf)
 	return nil
 }
 
@@ -621,13 +713,13 @@ func (l *Linux) Check(ctx context.Context, n Network, ep Endpoint) error {
 	if err := n.validate(); err != nil {
 		return fmt.Errorf("check: %w", err)
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	macGiven, mtuGiven := len(ep.MAC) > 0, ep.MTU > 0
 	ep, addrs, err := ep.normalize(n, l.networkMTU(ctx, n))
 	if err != nil {
 		return fmt.Errorf("check: %w", err)
 	}
+	unlock := l.endpoints.lock(ep.HostIf)
+	defer unlock()
 	what := ep.ContainerID + "/" + ep.IfName
 	var missing []string
 	miss := func(format string, args ...any) { missing = append(missing, fmt.Sprintf(format, args...)) }

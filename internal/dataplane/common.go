@@ -21,6 +21,11 @@ type Interface interface {
 	// Attach gives a container an interface on a network (CNI ADD) and
 	// returns the endpoint with HostIf, MAC and MTU filled in.
 	Attach(ctx context.Context, n Network, ep Endpoint) (Endpoint, error)
+	// Withdraw takes an attachment out of service at once (its host
+	// routes and neighbour entries go, its host veth goes down) without
+	// waiting for the kernel to destroy the veth; Detach finishes it.
+	// Unknown ones succeed.
+	Withdraw(ctx context.Context, n Network, ep Endpoint) error
 	// Detach removes an attachment (CNI DEL); unknown ones succeed.
 	Detach(ctx context.Context, n Network, ep Endpoint) error
 	// Check verifies an attachment (CNI CHECK).
@@ -232,6 +237,21 @@ func (n Network) subnetFor(a netip.Addr) (Subnet, bool) {
 		}
 	}
 	return sub, best >= 0
+}
+
+// endpointHostIf validates n's VNI for op and returns ep with HostIf
+// derived when it was not given.
+func endpointHostIf(op string, n Network, ep Endpoint) (Endpoint, error) {
+	if n.VNI < 1 || n.VNI > MaxVNI {
+		return ep, fmt.Errorf("%s: network %s: invalid vni %d", op, n.name(), n.VNI)
+	}
+	if ep.HostIf == "" {
+		if ep.ContainerID == "" || ep.IfName == "" {
+			return ep, fmt.Errorf("%s: need a host interface or a container id and interface name", op)
+		}
+		ep.HostIf = HostIfName(ep.ContainerID, ep.IfName)
+	}
+	return ep, nil
 }
 
 // epAddr is one container address with its subnet.

@@ -475,6 +475,7 @@ func TestTwoNodes(t *testing.T) {
 	t.Run("drift", func(t *testing.T) { testDrift(t, e, specs) })
 	t.Run("attach idempotent", func(t *testing.T) { testAttachIdempotent(t, e) })
 	t.Run("check reports missing", func(t *testing.T) { testCheckMissing(t, e) })
+	t.Run("withdraw", func(t *testing.T) { testWithdraw(t, e, specs) })
 	t.Run("detach", func(t *testing.T) { testDetach(t, e, specs) })
 }
 
@@ -624,6 +625,63 @@ func testCheckMissing(t *testing.T, e *env) {
 	}
 	if err := dp.Check(e.ctx, blue, ep); err != nil {
 		t.Errorf("check after repair: %v", err)
+	}
+}
+
+// testWithdraw takes a dual-stack endpoint out of service: its host
+// routes and neighbour entries go at once (both families), a Sync that
+// still desires it leaves it alone, and Attach brings it back.
+func testWithdraw(t *testing.T, e *env, specs []netSpec) {
+	dp := e.dps[0]
+	ep := e.attached[0][dual.VNI][0] // g1: 10.1.0.5, fd00:1::5
+	before := e.dump(0)
+	e.mustPing(e.prefix+"c-g2", "10.1.0.5")
+	for i := range 2 {
+		ch := dp.Changes()
+		if err := dp.Withdraw(e.ctx, dual, ep); err != nil {
+			t.Fatalf("withdraw: %v", err)
+		}
+		if err := e.fakes[0].Withdraw(e.ctx, dual, ep); err != nil {
+			t.Fatal(err)
+		}
+		if d := dp.Changes() - ch; i == 1 && d != 0 {
+			t.Errorf("second withdraw made %d changes", d)
+		}
+	}
+	d := e.dump(0)
+	for _, gone := range []string{"route 10.1.0.5/32", "route fd00:1::5/128", "neigh 10.1.0.5 ", "neigh fd00:1::5 "} {
+		if strings.Contains(d, gone) {
+			t.Errorf("%q left after withdraw:\n%s", gone, d)
+		}
+	}
+	if !strings.Contains(d, "link "+ep.HostIf+" type=veth") || !strings.Contains(d, ep.HostIf+" type=veth mac=") {
+		t.Errorf("host veth gone after withdraw (only Detach deletes it):\n%s", d)
+	}
+	e.checkFakeParity()
+	e.mustNotPing(e.prefix+"c-g2", "10.1.0.5")
+	e.mustNotPing(e.prefix+"c-g2", "fd00:1::5")
+	if ch := e.sync(specs...); ch[0] != 0 {
+		t.Errorf("sync touched a withdrawn endpoint: %d changes", ch[0])
+	}
+	e.checkFakeParity()
+	if _, err := dp.Attach(e.ctx, dual, ep); err != nil {
+		t.Fatalf("attach after withdraw: %v", err)
+	}
+	if _, err := e.fakes[0].Attach(e.ctx, dual, ep); err != nil {
+		t.Fatal(err)
+	}
+	if after := e.dump(0); after != before {
+		t.Errorf("attach after withdraw differs:\n%s", lineDiff(before, after))
+	}
+	e.checkFakeParity()
+	e.mustPing(e.prefix+"c-g2", "10.1.0.5")
+	e.mustPing(e.prefix+"c-g2", "fd00:1::5")
+	// Unknown endpoint, unknown network.
+	if err := dp.Withdraw(e.ctx, dual, Endpoint{ContainerID: "nope", IfName: "eth0"}); err != nil {
+		t.Errorf("withdraw unknown: %v", err)
+	}
+	if err := dp.Withdraw(e.ctx, Network{VNI: 4242}, Endpoint{ContainerID: "nope", IfName: "eth0"}); err != nil {
+		t.Errorf("withdraw unknown network: %v", err)
 	}
 }
 
@@ -850,4 +908,50 @@ func udpListening(t *testing.T, path string, port int) bool {
 		t.Fatal(err)
 	}
 	return found
+}
+
+// A router namespace deleted behind the data plane's back (its handles
+// are kept between operations) is not used any more: endpoint operations
+// find it gone, Sync and Attach make a new one.
+func TestRouterDeletedByHand(t *testing.T) {
+	e := newEnv(t, 1)
+	dp := e.dps[0]
+	ep := e.attach(0, blue, Endpoint{ContainerID: "c1", IfName: "eth0", Netns: e.container("c1"), IPs: ips("10.0.0.5/24")})
+	spec := netSpec{n: blue}
+	e.sync(spec)
+	name := RouterNamespace(e.cfgs[0].NamePrefix, blue.VNI)
+	if err := netns.DeleteNamed(name); err != nil {
+		t.Fatal(err)
+	}
+	e.attached[0][blue.VNI] = nil
+	_ = e.fakes[0].Detach(e.ctx, blue, ep)
+	// The kernel destroys the old namespace, and with it the VXLAN device
+	// that holds the VNI, a moment later: Sync fails until then (the agent
+	// retries it).
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := dp.Sync(e.ctx, e.state(0, spec))
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sync after the router was deleted by hand: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	e.sync(spec)
+	if !netns.Exists(name) {
+		t.Fatal("sync did not make the router namespace again")
+	}
+	if err := dp.Withdraw(e.ctx, blue, ep); err != nil {
+		t.Fatalf("withdraw of an endpoint of the old router: %v", err)
+	}
+	if err := dp.Detach(e.ctx, blue, ep); err != nil {
+		t.Fatalf("detach of an endpoint of the old router: %v", err)
+	}
+	e.attach(0, blue, Endpoint{ContainerID: "c2", IfName: "eth0", Netns: e.container("c2"), IPs: ips("10.0.0.6/24")})
+	e.checkFakeParity()
+	if d := e.dump(0); !strings.Contains(d, HostIfName("c2", "eth0")) || strings.Contains(d, HostIfName("c1", "eth0")) {
+		t.Errorf("dump after the router was made again:\n%s", d)
+	}
 }

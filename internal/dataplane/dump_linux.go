@@ -27,9 +27,9 @@ var dumpSysctls = []string{"ipv4/ip_forward", "ipv6/conf/all/forwarding"}
 // entries. It leaves out ifindexes, counters, lo's automatic addresses
 // and dynamic neighbour entries, so two dumps of the same state are
 // equal.
+//
+// Dump takes no lock: it is meant for a data plane at rest.
 func (l *Linux) Dump(ctx context.Context) (string, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	routers, err := l.ourRouters()
 	if err != nil {
 		return "", fmt.Errorf("dump: %w", err)
@@ -61,7 +61,9 @@ func (l *Linux) dumpRouter(name string) (*nsDump, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer r.close()
+	// Not kept for later: Dump is rare, often on a data plane made just
+	// for it, and a kept handle keeps its namespace alive.
+	defer r.discard()
 	d := &nsDump{name: name}
 	err = netns.Do(r.path, func() error {
 		for _, k := range dumpSysctls {

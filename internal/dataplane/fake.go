@@ -2,7 +2,6 @@ package dataplane
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"net"
@@ -25,6 +24,9 @@ type Fake struct {
 	// AttachHook, when set, is called by Attach before any change; its
 	// error fails the Attach (to test consumers' error paths).
 	AttachHook func(n Network, ep Endpoint) error
+	// DetachHook, when set, is called by Detach before any change; its
+	// error fails the Detach.
+	DetachHook func(n Network, ep Endpoint) error
 
 	mu      sync.Mutex
 	nets    map[int]*fakeNet
@@ -45,6 +47,8 @@ type fakeEp struct {
 	// (ep's, or the desired ones after a Sync), neighMAC their MAC.
 	routed   []netip.Addr
 	neighMAC net.HardwareAddr
+	// withdrawn: the host veth is down (Withdraw), nothing is routed.
+	withdrawn bool
 }
 
 // NewFake returns an empty Fake with Config NamePrefix "weft-", underlay
@@ -169,6 +173,14 @@ func (f *Fake) Attach(ctx context.Context, n Network, ep Endpoint) (Endpoint, er
 		if diff := fakeDiff(fe.ep, ep); diff != "" {
 			return ep, fmt.Errorf("attach %s: %s in %s is already attached with a different configuration: %s", what, ep.IfName, ep.Netns, diff)
 		}
+		if fe.withdrawn {
+			// Up again, with its routes and neighbour entries.
+			fe.withdrawn, fe.routed, fe.neighMAC = false, nil, fe.ep.MAC
+			for _, ip := range fe.ep.IPs {
+				fe.routed = append(fe.routed, ip.Addr())
+			}
+			f.changes += int64(1 + 2*len(fe.ep.IPs))
+		}
 		return fe.ep, nil
 	}
 	if _, ok := fn.eps[ep.HostIf]; ok {
@@ -211,16 +223,35 @@ func fakeDiff(have, want Endpoint) string {
 	return strings.Join(d, "; ")
 }
 
+// Withdraw marks ep withdrawn like Linux's: down, nothing routed; Sync
+// leaves it alone and Attach brings it back. Unknown endpoints and
+// networks succeed.
+func (f *Fake) Withdraw(ctx context.Context, n Network, ep Endpoint) error {
+	ep, err := endpointHostIf("withdraw", n, ep)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if fn, ok := f.nets[n.VNI]; ok {
+		if fe, ok := fn.eps[ep.HostIf]; ok && !fe.withdrawn {
+			fe.withdrawn, fe.routed = true, nil
+			f.changes++
+		}
+	}
+	return nil
+}
+
 // Detach forgets ep; unknown endpoints and networks succeed.
 func (f *Fake) Detach(ctx context.Context, n Network, ep Endpoint) error {
-	if n.VNI < 1 || n.VNI > MaxVNI {
-		return fmt.Errorf("detach: network %s: invalid vni %d", n.name(), n.VNI)
+	ep, err := endpointHostIf("detach", n, ep)
+	if err != nil {
+		return err
 	}
-	if ep.HostIf == "" {
-		if ep.ContainerID == "" || ep.IfName == "" {
-			return errors.New("detach: need a host interface or a container id and interface name")
+	if f.DetachHook != nil {
+		if err := f.DetachHook(n, ep); err != nil {
+			return fmt.Errorf("detach %s: %w", ep.HostIf, err)
 		}
-		ep.HostIf = HostIfName(ep.ContainerID, ep.IfName)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -296,7 +327,7 @@ func (f *Fake) Sync(ctx context.Context, s State) error {
 				continue
 			}
 			fe, ok := fn.eps[ep.HostIf]
-			if !ok {
+			if !ok || fe.withdrawn {
 				continue
 			}
 			var routed []netip.Addr
@@ -391,7 +422,7 @@ func (f *Fake) render(cfg Config, fn *fakeNet) *nsDump {
 	}
 	for _, fe := range fn.eps {
 		ep := fe.ep
-		d.links = append(d.links, fmtLinkLine(ep.HostIf, "veth", "", hostMAC(ep.ContainerID, ep.IfName), ep.MTU, true))
+		d.links = append(d.links, fmtLinkLine(ep.HostIf, "veth", "", hostMAC(ep.ContainerID, ep.IfName), ep.MTU, !fe.withdrawn))
 		for _, ip := range fe.routed {
 			scope := "global"
 			if ip.Is4() {

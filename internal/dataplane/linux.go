@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	vnetns "github.com/vishvananda/netns"
@@ -28,16 +29,93 @@ const addrGenModeNone = 1
 // Linux is the netlink data plane. It owns the router namespaces named
 // <NamePrefix>vn<VNI> and everything inside them, and the container-side
 // veth ends it creates; it touches nothing else. Methods are safe for
-// concurrent use (they are serialized).
+// concurrent use. Operations on different endpoints run in parallel; the
+// locks, always taken in this order, are:
+//
+//   - syncMu: one whole-node pass (Sync, Teardown) at a time;
+//   - a routerGuard per network: shared by Attach and by Sync's pass over
+//     the network, exclusive while the router namespace is created or
+//     removed (Sync's pruning, Teardown, the undo of an Attach that
+//     created it);
+//   - a lock per endpoint (host veth name): Attach, Withdraw, Detach,
+//     Check, and Sync's repairs of that endpoint's routes and neighbour
+//     entries.
 type Linux struct {
 	cfg     Config
 	log     *slog.Logger
-	mu      sync.Mutex
 	changes atomic.Int64
+
+	syncMu    sync.Mutex
+	guardsMu  sync.Mutex
+	guards    map[int]*routerGuard
+	endpoints keyedMutex
+	routers   routerPool
+
+	// mtuMu guards the cached underlay MTU (see underlayMTU).
+	mtuMu   sync.Mutex
+	mtu     int
+	mtuRead time.Time
 
 	// failAt, set by tests, is called at each stage of Attach; an error
 	// makes Attach fail there.
 	failAt func(stage string) error
+}
+
+// routerGuard orders the work in one router namespace (see Linux).
+type routerGuard struct {
+	mu sync.RWMutex
+	// ready is set once this data plane has set the namespace up
+	// (ensureRouter) and cleared when it removes it: an Attach then only
+	// checks that the namespace still exists. Sync repairs drift inside.
+	ready atomic.Bool
+}
+
+// guard returns the guard of network vni's router namespace.
+func (l *Linux) guard(vni int) *routerGuard {
+	l.guardsMu.Lock()
+	defer l.guardsMu.Unlock()
+	g, ok := l.guards[vni]
+	if !ok {
+		g = &routerGuard{}
+		l.guards[vni] = g
+	}
+	return g
+}
+
+// keyedMutex is a mutex per key; keys nobody holds or waits for take no
+// memory.
+type keyedMutex struct {
+	mu    sync.Mutex
+	locks map[string]*keyedLock
+}
+
+type keyedLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+// lock locks key and returns its unlock function.
+func (k *keyedMutex) lock(key string) func() {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = map[string]*keyedLock{}
+	}
+	l, ok := k.locks[key]
+	if !ok {
+		l = &keyedLock{}
+		k.locks[key] = l
+	}
+	l.refs++
+	k.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		k.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(k.locks, key)
+		}
+		k.mu.Unlock()
+	}
 }
 
 // NewLinux returns a data plane for the node described by cfg. It checks
@@ -50,7 +128,7 @@ func NewLinux(cfg Config) (*Linux, error) {
 	if cfg.NodeNetns != "" && !netns.IsNetns(cfg.NodeNetns) {
 		return nil, fmt.Errorf("dataplane config: node netns %s is not a network namespace", cfg.NodeNetns)
 	}
-	return &Linux{cfg: cfg, log: cfg.Log.With("component", "dataplane", "prefix", cfg.NamePrefix)}, nil
+	return &Linux{cfg: cfg, log: cfg.Log.With("component", "dataplane", "prefix", cfg.NamePrefix), guards: map[int]*routerGuard{}}, nil
 }
 
 // Changes returns how many changes (netlink writes, sysctl writes,
@@ -74,7 +152,7 @@ func (l *Linux) hook(stage string) error {
 // nodeHandle returns a netlink handle in the node namespace.
 func (l *Linux) nodeHandle() (*netlink.Handle, error) {
 	if l.cfg.NodeNetns == "" {
-		h, err := netlink.NewHandle()
+		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 		if err != nil {
 			return nil, fmt.Errorf("netlink handle: %w", err)
 		}
@@ -89,7 +167,7 @@ func handleAt(path string) (*netlink.Handle, error) {
 		return nil, err
 	}
 	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, fmt.Errorf("netlink handle in %s: %w", path, err)
 	}
@@ -100,14 +178,26 @@ func handleAt(path string) (*netlink.Handle, error) {
 type router struct {
 	name string
 	path string
+	ino  uint64 // identity of the namespace mounted at path
 	ns   vnetns.NsHandle
 	h    *netlink.Handle
+	pool *routerPool
 }
 
+// close hands r back to its pool for the next operation in the
+// namespace, or closes it.
 func (r *router) close() {
 	if r == nil {
 		return
 	}
+	if r.pool != nil && r.pool.put(r) {
+		return
+	}
+	r.discard()
+}
+
+// discard closes r.
+func (r *router) discard() {
 	if r.h != nil {
 		r.h.Close()
 		r.h = nil
@@ -117,26 +207,96 @@ func (r *router) close() {
 	}
 }
 
+// routerPool keeps routers (a namespace handle and a netlink socket in
+// it) open between operations: opening one takes two setns calls and a
+// socket, more than a Withdraw does with it. A pooled router is reused
+// only while the namespace mounted under its name is still the one it was
+// opened in.
+type routerPool struct {
+	mu   sync.Mutex
+	free map[string][]*router
+}
+
+// pooledPerRouter bounds the idle routers kept per namespace.
+const pooledPerRouter = 4
+
+func (p *routerPool) get(name string, ino uint64) *router {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for rs := p.free[name]; len(rs) > 0; rs = rs[:len(rs)-1] {
+		r := rs[len(rs)-1]
+		if r.ino == ino {
+			p.free[name] = rs[:len(rs)-1]
+			return r
+		}
+		r.discard() // another namespace of the same name
+	}
+	delete(p.free, name)
+	return nil
+}
+
+func (p *routerPool) put(r *router) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.free == nil {
+		p.free = map[string][]*router{}
+	}
+	if len(p.free[r.name]) >= pooledPerRouter {
+		return false
+	}
+	p.free[r.name] = append(p.free[r.name], r)
+	return true
+}
+
+// drop closes the idle routers of the namespace name.
+func (p *routerPool) drop(name string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, r := range p.free[name] {
+		r.discard()
+	}
+	delete(p.free, name)
+}
+
 // errNoRouter reports a missing router namespace.
 var errNoRouter = errors.New("router namespace does not exist")
 
 func (l *Linux) routerName(vni int) string { return RouterNamespace(l.cfg.NamePrefix, vni) }
 
+// nsInode returns the inode of the namespace mounted at path, false when
+// no namespace is.
+func nsInode(path string) (uint64, bool) {
+	if !netns.IsNetns(path) {
+		return 0, false
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0, false
+	}
+	return st.Ino, true
+}
+
 // openRouter opens an existing router namespace; the error wraps
-// errNoRouter when it does not exist.
+// errNoRouter when it does not exist. Close the router when done.
 func (l *Linux) openRouter(name string) (*router, error) {
-	if !netns.Exists(name) {
+	path := netns.Path(name)
+	ino, ok := nsInode(path)
+	if !ok {
+		l.routers.drop(name)
 		return nil, fmt.Errorf("%s: %w", name, errNoRouter)
 	}
-	r := &router{name: name, path: netns.Path(name)}
+	if r := l.routers.get(name, ino); r != nil {
+		return r, nil
+	}
+	r := &router{name: name, path: path, ino: ino, pool: &l.routers}
 	ns, err := netns.Open(r.path)
 	if err != nil {
 		return nil, err
 	}
 	r.ns = ns
-	h, err := netlink.NewHandleAt(ns)
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
-		r.close()
+		r.discard()
 		return nil, fmt.Errorf("netlink handle in %s: %w", name, err)
 	}
 	r.h = h
@@ -163,12 +323,29 @@ func (l *Linux) networkMTU(ctx context.Context, n Network) int {
 	if n.MTU > 0 {
 		return n.MTU
 	}
-	return l.underlayMTU(ctx) - vxlanOverhead(l.cfg.Underlay)
+	return l.underlayMTU(ctx, false) - vxlanOverhead(l.cfg.Underlay)
 }
 
+// underlayMTUMaxAge bounds how old the underlay MTU used by Attach and
+// Check may be; every Sync reads it afresh.
+const underlayMTUMaxAge = 30 * time.Second
+
 // underlayMTU is the MTU of the node interface holding the underlay
-// address; 1500 when it cannot be found.
-func (l *Linux) underlayMTU(ctx context.Context) int {
+// address, read again when fresh is set or the cached value is older than
+// underlayMTUMaxAge (reading it takes a handle in the node namespace and
+// an address dump, a third of an attach's kernel work otherwise).
+func (l *Linux) underlayMTU(ctx context.Context, fresh bool) int {
+	l.mtuMu.Lock()
+	defer l.mtuMu.Unlock()
+	if fresh || l.mtu == 0 || time.Since(l.mtuRead) > underlayMTUMaxAge {
+		l.mtu, l.mtuRead = l.readUnderlayMTU(ctx), time.Now()
+	}
+	return l.mtu
+}
+
+// readUnderlayMTU reads the MTU of the node interface holding the
+// underlay address; 1500 when it cannot be found.
+func (l *Linux) readUnderlayMTU(ctx context.Context) int {
 	h, err := l.nodeHandle()
 	if err != nil {
 		l.log.WarnContext(ctx, "cannot read underlay mtu, assuming 1500", "err", err)
@@ -198,12 +375,60 @@ func (l *Linux) underlayMTU(ctx context.Context) int {
 	return 1500
 }
 
-// ensureRouter makes sure the router namespace of n exists with its
+// acquireRouter opens n's router namespace for an Attach, setting it up
+// first when this data plane has not (or it is gone), and holds its guard
+// until release is called: shared, or exclusive when the namespace was
+// created here (so that the Attach's undo may remove it again).
+func (l *Linux) acquireRouter(ctx context.Context, n Network) (r *router, created bool, release func(), err error) {
+	g := l.guard(n.VNI)
+	name := l.routerName(n.VNI)
+	for {
+		g.mu.RLock()
+		if g.ready.Load() {
+			r, err := l.openRouter(name)
+			if err == nil {
+				return r, false, g.mu.RUnlock, nil
+			}
+			if !errors.Is(err, errNoRouter) {
+				g.mu.RUnlock()
+				return nil, false, nil, err
+			}
+		}
+		g.mu.RUnlock()
+
+		g.mu.Lock()
+		if g.ready.Load() && netns.Exists(name) {
+			g.mu.Unlock() // set up meanwhile by another Attach or Sync
+			continue
+		}
+		r, created, err := l.ensureRouter(ctx, n, true)
+		if err != nil {
+			g.ready.Store(false)
+			g.mu.Unlock()
+			return nil, false, nil, err
+		}
+		g.ready.Store(true)
+		if created {
+			return r, true, g.mu.Unlock, nil
+		}
+		r.close()
+		g.mu.Unlock()
+	}
+}
+
+// ensureRouter makes sure the router namespace of n exists (creating it
+// when create is set; else a missing one is errNoRouter) with its
 // sysctls, lo and VXLAN device. created reports whether the namespace is
 // new. On error nothing created here is left behind.
-func (l *Linux) ensureRouter(ctx context.Context, n Network) (r *router, created bool, err error) {
+func (l *Linux) ensureRouter(ctx context.Context, n Network, create bool) (r *router, created bool, err error) {
 	name := l.routerName(n.VNI)
 	if !netns.Exists(name) {
+		// Kept handles would keep a namespace deleted behind our back
+		// alive, and its VXLAN device with it.
+		l.routers.drop(name)
+		if !create {
+			return nil, false, fmt.Errorf("%s: %w", name, errNoRouter)
+		}
 		// A leftover file that is not a namespace mount is in the way.
 		if err := netns.DeleteNamed(name); err != nil {
 			return nil, false, err
@@ -260,6 +485,8 @@ type sysctl struct {
 
 var routerSysctls = []sysctl{
 	{key: "ipv4/ip_forward", value: "1"},
+	// New host veths inherit it (see configureHost).
+	{key: "ipv4/conf/default/proxy_arp", value: "0"},
 	{key: "ipv6/conf/all/forwarding", value: "1", optional: true},
 	{key: "ipv6/conf/default/forwarding", value: "1", optional: true},
 }
@@ -426,7 +653,8 @@ func (l *Linux) removeRouter(ctx context.Context, r *router) error {
 		}
 		l.changed(ctx, "deleted link", "netns", r.name, "link", link.Attrs().Name)
 	}
-	r.close()
+	l.routers.drop(r.name)
+	r.discard()
 	if err := netns.DeleteNamed(r.name); err != nil {
 		errs = append(errs, err)
 	} else {

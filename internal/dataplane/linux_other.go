@@ -24,6 +24,9 @@ func (l *Linux) Attach(ctx context.Context, n Network, ep Endpoint) (Endpoint, e
 	return ep, errUnsupported
 }
 
+// Withdraw fails off Linux.
+func (l *Linux) Withdraw(ctx context.Context, n Network, ep Endpoint) error { return errUnsupported }
+
 // Detach fails off Linux.
 func (l *Linux) Detach(ctx context.Context, n Network, ep Endpoint) error { return errUnsupported }
 

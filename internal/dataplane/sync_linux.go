@@ -19,18 +19,25 @@ import (
 // it creates or repairs the router namespace and VXLAN device, puts back
 // missing remote routes, neighbour and FDB entries and removes stale
 // ones, and restores the host routes and neighbour entries of desired
-// endpoints whose host veth exists (it never creates or deletes veths:
-// that is Attach and Detach). Router namespaces of networks absent from s
-// are removed once no endpoint veth is left in them. A Sync with nothing
-// to do changes nothing (see Changes). Errors of one network do not stop
-// the others; they are joined.
+// endpoints whose host veth exists and is up (it never creates or
+// deletes veths: that is Attach and Detach; a withdrawn endpoint stays
+// withdrawn). Router namespaces of networks absent from s are removed
+// once no endpoint veth is left in them. A Sync with nothing to do
+// changes nothing (see Changes). Errors of one network do not stop the
+// others; they are joined.
+//
+// Sync works from one dump per kind and namespace, without blocking
+// endpoint operations: a network's namespace is only held exclusively
+// while it is created or removed, and an endpoint only while one of its
+// routes or neighbour entries is repaired.
 func (l *Linux) Sync(ctx context.Context, s State) error {
 	if err := validateState(s); err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
 	start := l.changes.Load()
+	l.underlayMTU(ctx, true)
 	var errs []error
 	want := map[int]bool{}
 	for _, ns := range s.Networks {
@@ -55,16 +62,53 @@ func (l *Linux) Sync(ctx context.Context, s State) error {
 	return err
 }
 
+// syncRouter sets n's router namespace up for Sync and returns it with
+// its guard held shared until release: the namespace is created under the
+// exclusive guard and repaired under the shared one (endpoint operations
+// never touch the namespace's sysctls, lo or VXLAN device).
+func (l *Linux) syncRouter(ctx context.Context, n Network) (*router, func(), error) {
+	g := l.guard(n.VNI)
+	for {
+		g.mu.RLock()
+		r, _, err := l.ensureRouter(ctx, n, false)
+		if err == nil {
+			g.ready.Store(true)
+			return r, g.mu.RUnlock, nil
+		}
+		g.mu.RUnlock()
+		if !errors.Is(err, errNoRouter) {
+			return nil, nil, err
+		}
+		g.mu.Lock()
+		r, _, err = l.ensureRouter(ctx, n, true)
+		g.ready.Store(err == nil)
+		g.mu.Unlock()
+		if err != nil {
+			return nil, nil, err
+		}
+		r.close()
+	}
+}
+
 func (l *Linux) syncNetwork(ctx context.Context, ns NetworkState) error {
 	n := ns.Network
-	r, _, err := l.ensureRouter(ctx, n)
+	r, release, err := l.syncRouter(ctx, n)
 	if err != nil {
 		return err
 	}
+	defer release()
 	defer r.close()
-	vx, err := r.h.LinkByName(VXLANName(n.VNI))
+	links, err := retry(r.h.LinkList)
 	if err != nil {
-		return fmt.Errorf("find %s in %s: %w", VXLANName(n.VNI), r.name, err)
+		return fmt.Errorf("list links in %s: %w", r.name, err)
+	}
+	byName := make(map[string]netlink.Link, len(links))
+	for _, link := range links {
+		byName[link.Attrs().Name] = link
+	}
+	vx, ok := byName[VXLANName(n.VNI)]
+	if !ok {
+		return fmt.Errorf("find %s in %s: not found", VXLANName(n.VNI), r.name)
 	}
 	plan, warns := planRemotes(ns, l.cfg)
 	for _, w := range warns {
@@ -75,7 +119,7 @@ func (l *Linux) syncNetwork(ctx context.Context, ns NetworkState) error {
 	for _, pre := range slices.SortedFunc(maps.Keys(plan.routes), comparePrefix) {
 		routes = append(routes, wantRoute{dst: pre, via: plan.routes[pre], link: vx})
 	}
-	owned := []netlink.Link{vx}
+	owned := map[int]netlink.Link{vx.Attrs().Index: vx}
 	type epNeighs struct {
 		link   netlink.Link
 		neighs map[netip.Addr]net.HardwareAddr
@@ -89,19 +133,22 @@ func (l *Linux) syncNetwork(ctx context.Context, ns NetworkState) error {
 			l.log.WarnContext(ctx, "sync: skipping invalid endpoint", "network", n.name(), "err", err)
 			continue
 		}
-		host, err := r.h.LinkByName(ep.HostIf)
-		if isLinkNotFound(err) {
+		host, ok := byName[ep.HostIf]
+		if !ok {
 			l.log.DebugContext(ctx, "sync: endpoint has no host veth", "netns", r.name, "hostif", ep.HostIf, "container", ep.ContainerID)
 			continue
 		}
-		if err != nil {
-			return fmt.Errorf("find %s in %s: %w", ep.HostIf, r.name, err)
-		}
-		if host.Type() != "veth" || slices.ContainsFunc(owned, func(o netlink.Link) bool { return o.Attrs().Index == host.Attrs().Index }) {
+		if _, dup := owned[host.Attrs().Index]; dup || host.Type() != "veth" {
 			l.log.WarnContext(ctx, "sync: skipping endpoint with unusable host interface", "netns", r.name, "hostif", ep.HostIf, "type", host.Type())
 			continue
 		}
-		owned = append(owned, host)
+		if host.Attrs().Flags&net.FlagUp == 0 {
+			// Withdrawn (or downed by hand): the kernel keeps no routes on a
+			// down link, and only Attach brings an endpoint back.
+			l.log.DebugContext(ctx, "sync: endpoint host veth is down; leaving it alone", "netns", r.name, "hostif", ep.HostIf, "container", ep.ContainerID)
+			continue
+		}
+		owned[host.Attrs().Index] = host
 		e := epNeighs{link: host, neighs: map[netip.Addr]net.HardwareAddr{}}
 		for _, ip := range ep.IPs {
 			a := ip.Addr()
@@ -116,22 +163,87 @@ func (l *Linux) syncNetwork(ctx context.Context, ns NetworkState) error {
 		eps = append(eps, e)
 	}
 
+	haveRoutes, err := listTable(r.h, unix.RT_TABLE_MAIN)
+	if err != nil {
+		return fmt.Errorf("list routes in %s: %w", r.name, err)
+	}
+	haveNeighs, err := retry(func() ([]netlink.Neigh, error) { return r.h.NeighList(0, netlink.FAMILY_ALL) })
+	if err != nil {
+		return fmt.Errorf("list neighbours in %s: %w", r.name, err)
+	}
+	neighsOf := map[int][]netlink.Neigh{}
+	for _, nb := range haveNeighs {
+		neighsOf[nb.LinkIndex] = append(neighsOf[nb.LinkIndex], nb)
+	}
+
+	// Routes: every deletion before any addition, so that an address
+	// moving between links is never routed twice. The VXLAN device's are
+	// Sync's alone; an endpoint's are changed under its lock.
+	isOwned := func(i int) bool { _, ok := owned[i]; return ok }
+	dels, adds := planRoutes(haveRoutes, routes, isOwned, true)
 	var errs []error
-	if err := l.reconcileRoutes(ctx, r, routes, owned, true); err != nil {
-		errs = append(errs, err)
-	}
-	if err := l.reconcileNeighs(ctx, r, vx, plan.neighs, true); err != nil {
-		errs = append(errs, err)
-	}
-	for _, e := range eps {
-		if err := l.reconcileNeighs(ctx, r, e.link, e.neighs, true); err != nil {
-			errs = append(errs, err)
+	for _, i := range slices.Sorted(maps.Keys(owned)) {
+		link := owned[i]
+		var mine []netlink.Route
+		for _, rt := range dels {
+			if rt.LinkIndex == i {
+				mine = append(mine, rt)
+			}
 		}
+		if len(mine) > 0 {
+			errs = append(errs, l.onLink(ctx, r, link, vx, func() error { return l.deleteRoutes(ctx, r, mine) }))
+		}
+	}
+	for _, i := range slices.Sorted(maps.Keys(owned)) {
+		link := owned[i]
+		var mine []wantRoute
+		for _, w := range adds {
+			if w.link.Attrs().Index == i {
+				mine = append(mine, w)
+			}
+		}
+		if len(mine) > 0 {
+			errs = append(errs, l.onLink(ctx, r, link, vx, func() error { return l.replaceRoutes(ctx, r, mine) }))
+		}
+	}
+	// Neighbour entries.
+	errs = append(errs, l.applyNeighs(ctx, r, vx, neighsOf[vx.Attrs().Index], plan.neighs, true))
+	for _, e := range eps {
+		ndels, nadds := planNeighs(neighsOf[e.link.Attrs().Index], e.neighs, true)
+		if len(ndels)+len(nadds) == 0 {
+			continue
+		}
+		errs = append(errs, l.onLink(ctx, r, e.link, vx, func() error {
+			return l.applyNeighs(ctx, r, e.link, neighsOf[e.link.Attrs().Index], e.neighs, true)
+		}))
 	}
 	if err := l.reconcileFDB(ctx, r, vx, plan); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// onLink runs fn for changes on link: directly for the VXLAN device vx,
+// which only Sync changes; for an endpoint's host veth under the
+// endpoint's lock, and only when the veth is still there and up (an
+// Attach, Withdraw or Detach may have run since the dumps Sync works
+// from, and is left to stand).
+func (l *Linux) onLink(ctx context.Context, r *router, link, vx netlink.Link, fn func() error) error {
+	if link.Attrs().Index == vx.Attrs().Index {
+		return fn()
+	}
+	name := link.Attrs().Name
+	unlock := l.endpoints.lock(name)
+	defer unlock()
+	cur, err := r.h.LinkByIndex(link.Attrs().Index)
+	if err != nil && !isLinkNotFound(err) {
+		return fmt.Errorf("find %s in %s: %w", name, r.name, err)
+	}
+	if err != nil || cur.Attrs().Name != name || cur.Attrs().Flags&net.FlagUp == 0 {
+		l.log.DebugContext(ctx, "sync: endpoint changed meanwhile; leaving it alone", "netns", r.name, "hostif", name)
+		return nil
+	}
+	return fn()
 }
 
 // wantRoute is a desired route in a router namespace: dst via via (if
@@ -176,28 +288,18 @@ func (w wantRoute) String() string {
 	return fmt.Sprintf("%s dev %s", w.dst, w.link.Attrs().Name)
 }
 
-// reconcileRoutes makes the main table of r hold want. Routes on owned
-// links that are not wanted are deleted when prune is set; routes that
-// differ from what is wanted are replaced.
-func (l *Linux) reconcileRoutes(ctx context.Context, r *router, want []wantRoute, owned []netlink.Link, prune bool) error {
-	have, err := retry(func() ([]netlink.Route, error) {
-		return r.h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
-	})
-	if err != nil {
-		return fmt.Errorf("list routes in %s: %w", r.name, err)
-	}
-	isOwned := map[int]bool{}
-	for _, o := range owned {
-		isOwned[o.Attrs().Index] = true
-	}
+// planRoutes compares the main table (have) with want: routes on owned
+// links that differ from what is wanted are deleted and the wanted route
+// added again; routes on owned links that are not wanted are deleted when
+// prune is set. One route per destination is wanted (the last of want).
+func planRoutes(have []netlink.Route, want []wantRoute, owned func(ifindex int) bool, prune bool) (dels []netlink.Route, adds []wantRoute) {
 	byDst := map[netip.Prefix]wantRoute{}
 	for _, w := range want {
 		byDst[w.dst] = w
 	}
 	done := map[netip.Prefix]bool{}
-	var errs []error
 	for _, rt := range have {
-		if !isOwned[rt.LinkIndex] {
+		if !owned(rt.LinkIndex) {
 			continue
 		}
 		p, ok := prefixOf(rt.Dst)
@@ -212,36 +314,62 @@ func (l *Linux) reconcileRoutes(ctx context.Context, r *router, want []wantRoute
 		if !wanted && !prune {
 			continue
 		}
+		dels = append(dels, rt)
+	}
+	for _, w := range want {
+		if !done[w.dst] {
+			done[w.dst] = true
+			adds = append(adds, byDst[w.dst])
+		}
+	}
+	return dels, adds
+}
+
+// deleteRoutes deletes routes from r (already gone is fine).
+func (l *Linux) deleteRoutes(ctx context.Context, r *router, routes []netlink.Route) error {
+	var errs []error
+	for _, rt := range routes {
+		p, _ := prefixOf(rt.Dst)
 		if err := r.h.RouteDel(&rt); err != nil && !isNotExist(err) {
 			errs = append(errs, fmt.Errorf("delete route %s dev ifindex %d in %s: %w", p, rt.LinkIndex, r.name, err))
 			continue
 		}
 		l.changed(ctx, "deleted route", "netns", r.name, "dst", p, "via", addrOf(rt.Gw), "ifindex", rt.LinkIndex)
 	}
+	return errors.Join(errs...)
+}
+
+// replaceRoutes adds (or replaces) routes in r.
+func (l *Linux) replaceRoutes(ctx context.Context, r *router, want []wantRoute) error {
+	var errs []error
 	for _, w := range want {
-		if done[w.dst] {
-			continue
-		}
 		if err := r.h.RouteReplace(w.route()); err != nil {
 			errs = append(errs, fmt.Errorf("add route %s in %s: %w", w, r.name, err))
 			continue
 		}
-		done[w.dst] = true
 		l.changed(ctx, "added route", "netns", r.name, "route", w.String())
 	}
 	return errors.Join(errs...)
 }
 
-// reconcileNeighs makes want the permanent neighbour entries of link;
-// other permanent entries are deleted when prune is set. Dynamic entries
-// are left alone.
-func (l *Linux) reconcileNeighs(ctx context.Context, r *router, link netlink.Link, want map[netip.Addr]net.HardwareAddr, prune bool) error {
-	have, err := retry(func() ([]netlink.Neigh, error) { return r.h.NeighList(link.Attrs().Index, netlink.FAMILY_ALL) })
+// reconcileRoutes makes the main table of r hold want, from a fresh dump
+// (see planRoutes); the caller holds what the links need.
+func (l *Linux) reconcileRoutes(ctx context.Context, r *router, want []wantRoute, owned []netlink.Link, prune bool) error {
+	have, err := listTable(r.h, unix.RT_TABLE_MAIN)
 	if err != nil {
-		return fmt.Errorf("list neighbours of %s in %s: %w", link.Attrs().Name, r.name, err)
+		return fmt.Errorf("list routes in %s: %w", r.name, err)
 	}
+	dels, adds := planRoutes(have, want, func(i int) bool {
+		return slices.ContainsFunc(owned, func(o netlink.Link) bool { return o.Attrs().Index == i })
+	}, prune)
+	return errors.Join(l.deleteRoutes(ctx, r, dels), l.replaceRoutes(ctx, r, adds))
+}
+
+// planNeighs compares the neighbour entries of one link (have) with want:
+// missing or different permanent entries are set; other permanent entries
+// are deleted when prune is set. Dynamic entries are left alone.
+func planNeighs(have []netlink.Neigh, want map[netip.Addr]net.HardwareAddr, prune bool) (dels []netlink.Neigh, adds []netip.Addr) {
 	done := map[netip.Addr]bool{}
-	var errs []error
 	for _, nb := range have {
 		if nb.Family != netlink.FAMILY_V4 && nb.Family != netlink.FAMILY_V6 {
 			continue
@@ -256,21 +384,45 @@ func (l *Linux) reconcileNeighs(ctx context.Context, r *router, link netlink.Lin
 		if wanted || !perm || !prune {
 			continue // replaced below, or not ours to remove
 		}
+		dels = append(dels, nb)
+	}
+	for _, ip := range slices.SortedFunc(maps.Keys(want), netip.Addr.Compare) {
+		if !done[ip] {
+			adds = append(adds, ip)
+		}
+	}
+	return dels, adds
+}
+
+// applyNeighs makes want the permanent neighbour entries of link, given
+// its current entries (have; see planNeighs).
+func (l *Linux) applyNeighs(ctx context.Context, r *router, link netlink.Link, have []netlink.Neigh, want map[netip.Addr]net.HardwareAddr, prune bool) error {
+	dels, adds := planNeighs(have, want, prune)
+	var errs []error
+	for _, nb := range dels {
+		ip := addrOf(nb.IP)
 		if err := r.h.NeighDel(&nb); err != nil && !isNotExist(err) {
 			errs = append(errs, fmt.Errorf("delete neighbour %s dev %s in %s: %w", ip, link.Attrs().Name, r.name, err))
 			continue
 		}
 		l.changed(ctx, "deleted neighbour", "netns", r.name, "ip", ip, "link", link.Attrs().Name)
 	}
-	for _, ip := range slices.SortedFunc(maps.Keys(want), netip.Addr.Compare) {
-		if done[ip] {
-			continue
-		}
+	for _, ip := range adds {
 		if err := l.setNeigh(ctx, r.h, r.name, link, ip, want[ip]); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// reconcileNeighs makes want the permanent neighbour entries of link,
+// from a fresh dump (see planNeighs).
+func (l *Linux) reconcileNeighs(ctx context.Context, r *router, link netlink.Link, want map[netip.Addr]net.HardwareAddr, prune bool) error {
+	have, err := retry(func() ([]netlink.Neigh, error) { return r.h.NeighList(link.Attrs().Index, netlink.FAMILY_ALL) })
+	if err != nil {
+		return fmt.Errorf("list neighbours of %s in %s: %w", link.Attrs().Name, r.name, err)
+	}
+	return l.applyNeighs(ctx, r, link, have, want, prune)
 }
 
 // reconcileFDB makes the VXLAN device's FDB hold exactly one permanent
@@ -337,63 +489,81 @@ func (l *Linux) pruneRouters(ctx context.Context, want map[int]bool) error {
 		if want[routers[name]] {
 			continue
 		}
-		r, err := l.openRouter(name)
-		if errors.Is(err, errNoRouter) {
-			continue
-		}
-		if err != nil {
+		if err := l.pruneRouter(ctx, name, routers[name]); err != nil {
 			errs = append(errs, err)
-			continue
 		}
-		links, err := retry(r.h.LinkList)
-		if err != nil {
-			r.close()
-			errs = append(errs, fmt.Errorf("list links in %s: %w", name, err))
-			continue
-		}
-		veths := 0
-		for _, link := range links {
-			if link.Type() == "veth" {
-				veths++
-			}
-		}
-		if veths > 0 {
-			r.close()
-			l.log.InfoContext(ctx, "keeping router namespace of a removed network until its endpoints detach", "netns", name, "endpoints", veths)
-			continue
-		}
-		if err := l.removeRouter(ctx, r); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		l.log.InfoContext(ctx, "removed router namespace", "netns", name)
 	}
 	return errors.Join(errs...)
+}
+
+// pruneRouter removes the router namespace name of network vni unless an
+// endpoint veth is left in it. It holds the guard exclusively, so that no
+// Attach is half-way through the namespace.
+func (l *Linux) pruneRouter(ctx context.Context, name string, vni int) error {
+	g := l.guard(vni)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	r, err := l.openRouter(name)
+	if errors.Is(err, errNoRouter) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	links, err := retry(r.h.LinkList)
+	if err != nil {
+		r.close()
+		return fmt.Errorf("list links in %s: %w", name, err)
+	}
+	veths := 0
+	for _, link := range links {
+		if link.Type() == "veth" {
+			veths++
+		}
+	}
+	if veths > 0 {
+		r.close()
+		l.log.InfoContext(ctx, "keeping router namespace of a removed network until its endpoints detach", "netns", name, "endpoints", veths)
+		return nil
+	}
+	g.ready.Store(false)
+	if err := l.removeRouter(ctx, r); err != nil {
+		return err
+	}
+	l.log.InfoContext(ctx, "removed router namespace", "netns", name)
+	return nil
 }
 
 // Teardown deletes every router namespace of this Config, with its VXLAN
 // device and veths (so container ends disappear too). Used by tests and
 // `weft lab down`.
 func (l *Linux) Teardown(ctx context.Context) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
 	routers, err := l.ourRouters()
 	if err != nil {
 		return fmt.Errorf("teardown: %w", err)
 	}
 	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(routers)) {
-		r, err := l.openRouter(name)
-		if errors.Is(err, errNoRouter) {
-			continue
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("teardown: %w", err))
-			continue
-		}
-		if err := l.removeRouter(ctx, r); err != nil {
+		if err := l.teardownRouter(ctx, name, routers[name]); err != nil {
 			errs = append(errs, fmt.Errorf("teardown: %w", err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func (l *Linux) teardownRouter(ctx context.Context, name string, vni int) error {
+	g := l.guard(vni)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	r, err := l.openRouter(name)
+	if errors.Is(err, errNoRouter) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	g.ready.Store(false)
+	return l.removeRouter(ctx, r)
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/weft-sdn/weft/internal/api"
+	"github.com/weft-sdn/weft/internal/api/client"
 	"github.com/weft-sdn/weft/internal/controller"
 	"github.com/weft-sdn/weft/internal/dataplane"
 	"github.com/weft-sdn/weft/internal/netns"
@@ -80,7 +81,7 @@ type cluster struct {
 	etcd   *store.Embedded
 	ctrl   *controller.Controller
 	url    string // as the agents reach it
-	cli    *api.Client
+	cli    *client.Client
 	nodes  []*node
 }
 
@@ -171,7 +172,7 @@ func newCluster(t *testing.T, nodes int) *cluster {
 		t.Cleanup(func() { _ = srv.Close() })
 	}
 	c.url = "http://" + fabricLn.Addr().String()
-	c.cli = api.NewClient("http://"+hostLn.Addr().String(), nil)
+	c.cli = client.New("http://"+hostLn.Addr().String(), nil)
 	for i, ln := range c.lab.Nodes {
 		n := &node{c: c, name: fmt.Sprintf("node%d", i+1), netns: ln, dir: filepath.Join(c.dir, fmt.Sprintf("node%d", i+1))}
 		n.socket = filepath.Join(n.dir, "agent.sock")

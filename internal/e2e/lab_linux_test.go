@@ -21,16 +21,18 @@ import (
 func upLab(t *testing.T, nodes int, quarantine time.Duration) *lab.Lab {
 	t.Helper()
 	requireRoot(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	free := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return ln.Addr().String()
 	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
 	prefix := randomPrefix()
 	l, err := lab.Up(context.Background(), lab.Options{
 		Nodes: nodes, StateDir: filepath.Join(t.TempDir(), "lab"), BinDir: binDir, Prefix: prefix,
-		ControllerListen: addr, Quarantine: quarantine, Spares: 2,
+		ControllerListen: free(), MarathonListen: free(), ManagerListen: free(), Quarantine: quarantine, Spares: 2,
 	})
 	if err != nil {
 		t.Fatalf("lab up: %v", err)

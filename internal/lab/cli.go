@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/weft-sdn/weft/internal/api"
+	marathonemu "github.com/weft-sdn/weft/internal/marathon/emulator"
 	"github.com/weft-sdn/weft/internal/mesos/emulator"
 )
 
@@ -27,7 +28,7 @@ Brings up a whole Weft cluster on this machine (root): node namespaces on an
 underlay bridge (198.18.0.0/15), a controller, one agent per node.
 
 Commands:
-  up       create the lab          [--nodes N] [--state-dir DIR] [--controller-listen ADDR]
+  up       create the lab          [--nodes N] [--controller-listen ADDR] [--marathon-listen ADDR] [--manager-listen ADDR]
   status   show nodes, networks and tasks [-o table|json]
   down     remove everything the lab made (also after a crash of up)
   task run NAME --node NODE [--network NET]... [--ip ADDR] [--ipv6] [--label K=V]... [-- CMD...]
@@ -38,6 +39,7 @@ Commands:
   exec NAME -- CMD...              run a command inside a task's network namespace
   matrix                           ping every task from every task: who reaches whom
   mesos-agent [flags]              run a Mesos agent emulator (lab up starts one per node)
+  marathon [flags]                 run the Marathon API emulator (lab up starts one)
   responder --name NAME            answer TCP :7777 with NAME (the default command of lab tasks)
 
 Every command takes --state-dir DIR, before or after the command (default
@@ -93,6 +95,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdMatrix(ctx, args[1:], stdout, stderr)
 	case "mesos-agent":
 		return emulator.Main(ctx, args[1:], stdout, stderr)
+	case "marathon":
+		return marathonemu.Main(ctx, args[1:], stdout, stderr)
 	case "responder":
 		return responderMain(ctx, args[1:], stderr)
 	case "help", "-h", "--help":
@@ -141,6 +145,8 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, dir := newFlags("up", stderr)
 	nodes := fs.Int("nodes", 3, "number of nodes")
 	listen := fs.String("controller-listen", "127.0.0.1:8082", "controller API address on the host's loopback")
+	marathon := fs.String("marathon-listen", "127.0.0.1:8080", "Marathon emulator address on the host's loopback")
+	manager := fs.String("manager-listen", "127.0.0.1:8109", "mesos-manager introspect address on the host's loopback")
 	binDir := fs.String("bin-dir", "", "directory of weft and weft-cni (default: this binary's)")
 	logLevel := fs.String("log-level", "info", "log level of the lab's daemons")
 	prefix := fs.String("prefix", "weftlab-", "name prefix of every namespace the lab makes")
@@ -152,11 +158,12 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	start := time.Now()
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	l, err := Up(ctx, Options{Nodes: *nodes, StateDir: *dir, BinDir: *binDir, Prefix: *prefix, ControllerListen: *listen, LogLevel: *logLevel, Log: log})
+	l, err := Up(ctx, Options{Nodes: *nodes, StateDir: *dir, BinDir: *binDir, Prefix: *prefix, ControllerListen: *listen, MarathonListen: *marathon, ManagerListen: *manager, LogLevel: *logLevel, Log: log})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "lab up in %.1fs: %d nodes, controller %s (state in %s)\n", time.Since(start).Seconds(), len(l.Nodes), l.ControllerURL, l.Dir())
+	fmt.Fprintf(stdout, "lab up in %.1fs: %d nodes, controller %s, marathon %s, mesos-manager %s (state in %s)\n",
+		time.Since(start).Seconds(), len(l.Nodes), l.ControllerURL, l.MarathonURL, l.ManagerURL, l.Dir())
 	return nil
 }
 

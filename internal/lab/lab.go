@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/weft-sdn/weft/internal/api"
+	"github.com/weft-sdn/weft/internal/api/client"
 )
 
 // Options of Up.
@@ -44,6 +45,12 @@ type Options struct {
 	// ControllerListen is the controller's TCP address on the host's
 	// loopback (default 127.0.0.1:8082).
 	ControllerListen string
+	// MarathonListen is the Marathon emulator's address on the host's
+	// loopback (default 127.0.0.1:8080).
+	MarathonListen string
+	// ManagerListen is the mesos-manager's introspect address (default
+	// 127.0.0.1:8109).
+	ManagerListen string
 	// Quarantine of released addresses (default 10s in the lab).
 	Quarantine time.Duration
 	// Spares per network and family on each agent (default 8).
@@ -64,6 +71,13 @@ type State struct {
 	ControllerSocket string      `json:"controller_socket"`
 	Controller       Process     `json:"controller"`
 	Nodes            []NodeState `json:"nodes"`
+	// The Marathon API emulator scheduling onto the nodes' Mesos agent
+	// emulators.
+	MarathonURL string  `json:"marathon_url,omitempty"`
+	Marathon    Process `json:"marathon"`
+	// The mesos-manager following Marathon, and its introspect address.
+	ManagerURL string  `json:"manager_url,omitempty"`
+	Manager    Process `json:"manager"`
 }
 
 // NodeState is one lab node.
@@ -133,7 +147,7 @@ func (l *Lab) save() error {
 func (l *Lab) Dir() string { return l.dir }
 
 // Client is a controller client over the host loopback.
-func (l *Lab) Client() *api.Client { return api.NewClient(l.ControllerURL, nil) }
+func (l *Lab) Client() *client.Client { return client.New(l.ControllerURL, nil) }
 
 func (o *Options) defaults() error {
 	if o.StateDir == "" {
@@ -150,6 +164,12 @@ func (o *Options) defaults() error {
 	}
 	if o.ControllerListen == "" {
 		o.ControllerListen = "127.0.0.1:8082"
+	}
+	if o.ManagerListen == "" {
+		o.ManagerListen = "127.0.0.1:8109"
+	}
+	if o.MarathonListen == "" {
+		o.MarathonListen = "127.0.0.1:8080"
 	}
 	if o.Quarantine == 0 {
 		o.Quarantine = 10 * time.Second

@@ -129,7 +129,7 @@ func assertNothingLeft(t *testing.T, prefix string, before hostState, procs []Pr
 }
 
 func allProcs(l *Lab) []Process {
-	return append([]Process{l.Controller}, agents(l.Nodes)...)
+	return l.processes()
 }
 
 func TestUpStatusDown(t *testing.T) {
@@ -138,7 +138,7 @@ func TestUpStatusDown(t *testing.T) {
 	prefix := testPrefix()
 	before := snapshot(t, prefix)
 	dir := t.TempDir()
-	l, err := Up(ctx, Options{Nodes: 2, StateDir: dir, BinDir: binDir, Prefix: prefix, ControllerListen: freeAddr(t)})
+	l, err := Up(ctx, Options{Nodes: 2, StateDir: dir, BinDir: binDir, Prefix: prefix, ControllerListen: freeAddr(t), MarathonListen: freeAddr(t), ManagerListen: freeAddr(t)})
 	if err != nil {
 		t.Fatalf("up: %v", err)
 	}
@@ -153,7 +153,7 @@ func TestUpStatusDown(t *testing.T) {
 		t.Fatalf("status: %+v", r.Nodes)
 	}
 	// A second lab in the same state dir is refused.
-	if _, err := Up(ctx, Options{Nodes: 1, StateDir: dir, BinDir: binDir, Prefix: testPrefix(), ControllerListen: freeAddr(t)}); err == nil {
+	if _, err := Up(ctx, Options{Nodes: 1, StateDir: dir, BinDir: binDir, Prefix: testPrefix(), ControllerListen: freeAddr(t), MarathonListen: freeAddr(t), ManagerListen: freeAddr(t)}); err == nil {
 		t.Fatal("a second lab in the same state dir was accepted")
 	}
 	// Down as a new process would do it: from the state file alone.
@@ -180,7 +180,7 @@ func TestDownAfterUpCrashed(t *testing.T) {
 	before := snapshot(t, prefix)
 	dir := t.TempDir()
 	weft := filepath.Join(binDir, "weft")
-	up := exec.Command(weft, "lab", "up", "--nodes", "3", "--state-dir", dir, "--controller-listen", freeAddr(t), "--prefix", prefix)
+	up := exec.Command(weft, "lab", "up", "--nodes", "3", "--state-dir", dir, "--controller-listen", freeAddr(t), "--marathon-listen", freeAddr(t), "--manager-listen", freeAddr(t), "--prefix", prefix)
 	if err := up.Start(); err != nil {
 		t.Fatal(err)
 	}

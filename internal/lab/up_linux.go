@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -109,13 +110,10 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 			RouterPrefix: fmt.Sprintf("%sn%d-", opts.Prefix, i+1),
 		}
 		n.CNIConfigDir = filepath.Join(n.StateDir, "cni", "net.d")
-		n.CNIPluginsDir = opts.BinDir
+		n.CNIPluginsDir = filepath.Join(n.StateDir, "cni", "bin")
 		n.EmulatorSocket = filepath.Join(n.StateDir, "mesos-agent.sock")
 		n.EmulatorRoot = filepath.Join(n.StateDir, "mesos", "isolators", "network", "cni")
-		if err := os.MkdirAll(n.CNIConfigDir, 0o755); err != nil {
-			return l, err
-		}
-		if err := writeCNIConfig(n); err != nil {
+		if err := writeCNIConfig(n, opts.BinDir); err != nil {
 			return l, err
 		}
 		n.Agent, err = l.start(name+"-agent", []string{"nsenter", "--net=" + tn.Path, weft, "agent",
@@ -155,7 +153,67 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 		}
 	}
 	l.log.Info("agents ready", "nodes", len(l.Nodes))
+
+	// Marathon, scheduling onto every node's Mesos agent emulator.
+	var agentsFlag []string
+	for _, n := range l.Nodes {
+		agentsFlag = append(agentsFlag, n.Name+"=unix:"+n.EmulatorSocket)
+	}
+	l.MarathonURL = "http://" + opts.MarathonListen
+	l.Marathon, err = l.start("marathon", []string{weft, "lab", "marathon", "--listen", opts.MarathonListen,
+		"--agents", strings.Join(agentsFlag, ","), "--heartbeat", "2s", "--agent-poll", "100ms", "--log-level", opts.LogLevel})
+	if err != nil {
+		return l, err
+	}
+	if err := l.save(); err != nil {
+		return l, err
+	}
+	if err := waitFor(ctx, "marathon emulator", l.Marathon, 30*time.Second, func() bool {
+		resp, err := http.Get(l.MarathonURL + "/ping")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}); err != nil {
+		return l, err
+	}
+	l.log.Info("marathon ready", "url", l.MarathonURL)
+
+	// The mesos-manager, following Marathon for the controller.
+	if l.Manager, err = l.startManager(opts.ManagerListen, opts.LogLevel, "manager"); err != nil {
+		return l, err
+	}
+	l.ManagerURL = "http://" + opts.ManagerListen
+	if err := l.save(); err != nil {
+		return l, err
+	}
+	if err := waitFor(ctx, "mesos-manager", l.Manager, 30*time.Second, func() bool {
+		resp, err := http.Get(l.ManagerURL + "/")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}); err != nil {
+		return l, err
+	}
 	return l, nil
+}
+
+// startManager runs a mesos-manager against the lab's Marathon and
+// controller (short lease and retry times, for a lab).
+func (l *Lab) startManager(listen, logLevel, name string) (Process, error) {
+	return l.start(name, []string{filepath.Join(l.bin, "weft"), "mesos-manager",
+		"--marathon", l.MarathonURL, "--controller", "unix://" + l.ControllerSocket,
+		"--listen", listen, "--id", name, "--lease-ttl", "3s", "--retry-interval", "500ms",
+		"--unreachable-grace", "30s", "--log-level", logLevel})
+}
+
+// StartManager starts one more mesos-manager (for HA tests); the caller
+// stops it.
+func (l *Lab) StartManager(listen, name string) (Process, error) {
+	return l.startManager(listen, "info", name)
 }
 
 // startEmulator runs the node's Mesos agent emulator in its namespace.
@@ -198,11 +256,36 @@ func (l *Lab) RestartEmulator(ctx context.Context, node string, whileDown func()
 	})
 }
 
-// writeCNIConfig writes the node's CNI configuration for weft-cni, as an
-// operator would install it for the Mesos network/cni isolator.
-func writeCNIConfig(n NodeState) error {
-	conf := fmt.Sprintf(`{"cniVersion":"0.2.0","name":"weft","type":"weft-cni","weft":{"socket":%q}}`+"\n", n.AgentSocket)
-	return os.WriteFile(filepath.Join(n.CNIConfigDir, "weft.conf"), []byte(conf), 0o644)
+// writeCNIConfig installs the node's CNI plugins and configurations as an
+// operator would for the Mesos network/cni isolator: weft-cni as itself
+// and as contrail-cni-plugin (links in the node's plugin directory), the
+// `weft` network, and the `contrail-cni-plugin` network in the Contrail
+// configuration format.
+func writeCNIConfig(n NodeState, binDir string) error {
+	for _, d := range []string{n.CNIConfigDir, n.CNIPluginsDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	for _, name := range []string{"weft-cni", "contrail-cni-plugin"} {
+		link := filepath.Join(n.CNIPluginsDir, name)
+		_ = os.Remove(link)
+		if err := os.Symlink(filepath.Join(binDir, "weft-cni"), link); err != nil {
+			return err
+		}
+	}
+	confs := map[string]string{
+		"weft.conf": fmt.Sprintf(`{"cniVersion":"0.2.0","name":"weft","type":"weft-cni","weft":{"socket":%q}}`+"\n", n.AgentSocket),
+		"contrail-cni-plugin.conf": fmt.Sprintf(`{"cniVersion":"0.2.0","name":"contrail-cni-plugin","type":"contrail-cni-plugin",`+
+			`"contrail":{"vrouter-ip":%q,"vrouter-port":9091,"poll-timeout":5,"poll-retries":3,"cluster-name":%q,"mode":"mesos","log-level":"4"},`+
+			`"weft":{"socket":%q}}`+"\n", n.Underlay, n.Name, n.AgentSocket),
+	}
+	for name, conf := range confs {
+		if err := os.WriteFile(filepath.Join(n.CNIConfigDir, name), []byte(conf), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Down stops every process of the lab and deletes every namespace it made
@@ -212,6 +295,8 @@ func (l *Lab) Down(ctx context.Context) error {
 	var errs []error
 	// Tasks first, through their emulators, so their networks are
 	// detached as Mesos would; then whatever a dead emulator left.
+	stop(l.Manager, 5*time.Second)
+	stop(l.Marathon, 5*time.Second)
 	kctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	l.killAllTasks(kctx)
 	cancel()
@@ -273,7 +358,7 @@ func nodeDirs(nodes []NodeState) []string {
 
 // processes are the lab's daemons.
 func (l *Lab) processes() []Process {
-	ps := []Process{l.Controller}
+	ps := []Process{l.Controller, l.Marathon, l.Manager}
 	for _, n := range l.Nodes {
 		ps = append(ps, n.Agent, n.Emulator)
 	}

@@ -20,6 +20,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/weft-sdn/weft/internal/api"
+	"github.com/weft-sdn/weft/internal/api/client"
 )
 
 // Version is the client's version, set at link time with
@@ -70,7 +71,7 @@ type cli struct {
 	stdout, stderr io.Writer
 	server         string // --server
 	output         string // -o
-	client         *api.Client
+	client         *client.Client
 }
 
 // Run runs weftctl with args (without the program name), writing results
@@ -200,7 +201,7 @@ func (c *cli) runCommand(ctx context.Context, cmd *command, args []string) error
 	if len(pos) < cmd.minArgs || cmd.maxArgs >= 0 && len(pos) > cmd.maxArgs {
 		return usagef(cmd.path, "%s: %s", cmd.path, argCountText(cmd, len(pos)))
 	}
-	c.client = api.NewClient(c.server, nil)
+	c.client = client.New(c.server, nil)
 	return run(ctx, c, pos)
 }
 

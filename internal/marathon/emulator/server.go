@@ -324,7 +324,17 @@ func (s *Server) Addr() string {
 // (redirect or proxy to the leader), then Marathon's endpoints.
 func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
 
+// LabCloseStreamsPath is the emulator's own (non-Marathon) endpoint that
+// cuts every open event stream at once, as a leader loss or a network
+// fault would: POST it to test a client's reconnect and resync.
+const LabCloseStreamsPath = "/lab/v1/close-event-streams"
+
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == LabCloseStreamsPath && r.Method == http.MethodPost {
+		s.CloseEventStreams()
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
 	h := w.Header()
 	if !s.Standby() || r.URL.Path == "/v2/events" {
 		// Proxied answers carry the leader's headers.

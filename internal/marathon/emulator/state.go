@@ -169,13 +169,9 @@ type instance struct {
 	// relaunchAt is set while a terminal task waits for its relaunch.
 	relaunchAt time.Time
 	waiting    bool
-	// old marks an instance a restart deployment replaces.
-	old bool
 	// since is when the condition last changed.
 	since time.Time
 }
-
-func (i *instance) specID() string { return i.spec.id }
 
 // mesosTask is the Mesos task of an instance's incarnation.
 type mesosTask struct {

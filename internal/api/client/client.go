@@ -1,4 +1,8 @@
-package api
+// Package client is the HTTP client of the controller's /v1 API (and the
+// calls the node agent makes). It lives apart from package api, whose
+// types and errors the CNI plugin links, so that the plugin does not link
+// net/http.
+package client
 
 import (
 	"bufio"
@@ -14,6 +18,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/weft-sdn/weft/internal/api"
 )
 
 // clientPluralNetworks is the URL collection of networks. The collections are
@@ -22,9 +28,9 @@ import (
 // services and blocks.
 const clientPluralNetworks = "networks"
 
-// DefaultClientTimeout bounds every call of a Client made with a nil
+// DefaultTimeout bounds every call of a Client made with a nil
 // http.Client, except Watch, whose stream lives as long as its context.
-const DefaultClientTimeout = 30 * time.Second
+const DefaultTimeout = 30 * time.Second
 
 // Limits on what the client reads from the controller.
 const (
@@ -33,26 +39,26 @@ const (
 )
 
 // Client is an HTTP client of the controller's /v1 API. It is safe for
-// concurrent use. Every answer outside 2xx comes back as an *Error built
-// with ErrorFromStatus, so callers can test it with errors.Is against
-// ErrInvalid, ErrNotFound, ErrConflict and ErrGone, and read its Field and
-// Code with errors.As.
+// concurrent use. Every answer outside 2xx comes back as an *api.Error
+// built with api.ErrorFromStatus, so callers can test it with errors.Is
+// against api.ErrInvalid, api.ErrNotFound, api.ErrConflict and
+// api.ErrGone, and read its Field and Code with errors.As.
 type Client struct {
 	base  string       // scheme://host[:port][/prefix], no trailing slash
 	hc    *http.Client // ordinary calls
 	watch *http.Client // Watch: same transport, no overall timeout
 }
 
-// NewClient returns a client of the controller at server, e.g.
+// New returns a client of the controller at server, e.g.
 // "http://127.0.0.1:8082" (a bare host:port gets "http://"), or
 // "unix:///run/weft/controller.sock" for a controller's unix socket (which
 // reaches across network namespaces). A nil hc uses an http.Client with
-// DefaultClientTimeout. Watch uses hc's transport,
+// DefaultTimeout. Watch uses hc's transport,
 // redirect policy and cookie jar but never its Timeout, which would cut the
 // stream; bound a watch with its context instead.
-func NewClient(server string, hc *http.Client) *Client {
+func New(server string, hc *http.Client) *Client {
 	if hc == nil {
-		hc = &http.Client{Timeout: DefaultClientTimeout}
+		hc = &http.Client{Timeout: DefaultTimeout}
 	}
 	server = strings.TrimSpace(server)
 	if path, ok := strings.CutPrefix(server, "unix://"); ok {
@@ -136,7 +142,7 @@ func (c *Client) GetByFQName(ctx context.Context, plural, fq string, out any) er
 		}
 		switch len(match) {
 		case 0:
-			return NotFound("%s %s not found", plural, fq)
+			return api.NotFound("%s %s not found", plural, fq)
 		case 1:
 			raw = match[0]
 		default:
@@ -154,8 +160,8 @@ func (c *Client) GetByFQName(ctx context.Context, plural, fq string, out any) er
 
 // List reads the collection /v1/<plural>, filtered by query (for example
 // network=<fq_name or uuid>; nil for none). Items are the raw objects.
-func (c *Client) List(ctx context.Context, plural string, query url.Values) (List, error) {
-	var l List
+func (c *Client) List(ctx context.Context, plural string, query url.Values) (api.List, error) {
+	var l api.List
 	err := c.do(ctx, http.MethodGet, c.collectionPath(plural), query, nil, &l)
 	return l, err
 }
@@ -179,18 +185,18 @@ func (c *Client) Delete(ctx context.Context, plural, uuid string) error {
 }
 
 // CreateNetwork creates n and returns the network as stored.
-func (c *Client) CreateNetwork(ctx context.Context, n Network) (Network, error) {
+func (c *Client) CreateNetwork(ctx context.Context, n api.Network) (api.Network, error) {
 	if n.Kind == "" {
-		n.Kind = KindNetwork
+		n.Kind = api.KindNetwork
 	}
-	var out Network
+	var out api.Network
 	err := c.Create(ctx, clientPluralNetworks, n, &out)
 	return out, err
 }
 
 // GetNetwork reads a network by ref: a uuid, or else a fq_name.
-func (c *Client) GetNetwork(ctx context.Context, ref string) (Network, error) {
-	var out Network
+func (c *Client) GetNetwork(ctx context.Context, ref string) (api.Network, error) {
+	var out api.Network
 	var err error
 	if clientIsUUID(ref) {
 		err = c.Get(ctx, clientPluralNetworks, ref, &out)
@@ -201,14 +207,14 @@ func (c *Client) GetNetwork(ctx context.Context, ref string) (Network, error) {
 }
 
 // ListNetworks lists every network.
-func (c *Client) ListNetworks(ctx context.Context) ([]Network, error) {
+func (c *Client) ListNetworks(ctx context.Context) ([]api.Network, error) {
 	l, err := c.List(ctx, clientPluralNetworks, nil)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Network, 0, len(l.Items))
+	out := make([]api.Network, 0, len(l.Items))
 	for i, raw := range l.Items {
-		var n Network
+		var n api.Network
 		if err := json.Unmarshal(raw, &n); err != nil {
 			return nil, fmt.Errorf("decode networks item %d: %w", i, err)
 		}
@@ -232,36 +238,36 @@ func (c *Client) DeleteNetwork(ctx context.Context, ref string) error {
 }
 
 // Allocate reserves addresses through POST /v1/ipam/allocate.
-func (c *Client) Allocate(ctx context.Context, req AllocateRequest) (AllocateResponse, error) {
-	var out AllocateResponse
+func (c *Client) Allocate(ctx context.Context, req api.AllocateRequest) (api.AllocateResponse, error) {
+	var out api.AllocateResponse
 	err := c.do(ctx, http.MethodPost, "/v1/ipam/allocate", nil, req, &out)
 	return out, err
 }
 
 // Release returns addresses through POST /v1/ipam/release.
-func (c *Client) Release(ctx context.Context, req ReleaseRequest) (ReleaseResponse, error) {
-	var out ReleaseResponse
+func (c *Client) Release(ctx context.Context, req api.ReleaseRequest) (api.ReleaseResponse, error) {
+	var out api.ReleaseResponse
 	err := c.do(ctx, http.MethodPost, "/v1/ipam/release", nil, req, &out)
 	return out, err
 }
 
 // LeaseBlock leases an address block of a network to a node through
 // POST /v1/ipam/blocks.
-func (c *Client) LeaseBlock(ctx context.Context, req BlockRequest) (Block, error) {
-	var out Block
+func (c *Client) LeaseBlock(ctx context.Context, req api.BlockRequest) (api.Block, error) {
+	var out api.Block
 	err := c.do(ctx, http.MethodPost, "/v1/ipam/blocks", nil, req, &out)
 	return out, err
 }
 
 // ReleaseBlock gives a node's block back through POST
 // /v1/ipam/blocks/release.
-func (c *Client) ReleaseBlock(ctx context.Context, req BlockRequest) error {
+func (c *Client) ReleaseBlock(ctx context.Context, req api.BlockRequest) error {
 	return c.do(ctx, http.MethodPost, "/v1/ipam/blocks/release", nil, req, nil)
 }
 
 // Version reads the controller's version from GET /v1/version.
-func (c *Client) Version(ctx context.Context) (Version, error) {
-	var out Version
+func (c *Client) Version(ctx context.Context) (api.Version, error) {
+	var out api.Version
 	err := c.do(ctx, http.MethodGet, "/v1/version", nil, nil, &out)
 	return out, err
 }
@@ -277,7 +283,7 @@ func (c *Client) Version(ctx context.Context) (Version, error) {
 // List); an error wrapping io.EOF when the server closed the stream between
 // events; any other error when the stream broke. The caller resumes from
 // the last revision it saw.
-func (c *Client) Watch(ctx context.Context, since int64, fn func(WatchEvent) error) error {
+func (c *Client) Watch(ctx context.Context, since int64, fn func(api.WatchEvent) error) error {
 	q := url.Values{"since": {strconv.FormatInt(since, 10)}}
 	req, err := c.newRequest(ctx, http.MethodGet, "/v1/watch", q, nil)
 	if err != nil {
@@ -325,17 +331,17 @@ func (c *Client) Watch(ctx context.Context, since int64, fn func(WatchEvent) err
 
 // clientParseWatchEvent decodes one line of the watch stream. The line must
 // be one JSON object with a type; anything after it is an error.
-func clientParseWatchEvent(line []byte) (WatchEvent, error) {
-	var ev WatchEvent
+func clientParseWatchEvent(line []byte) (api.WatchEvent, error) {
+	var ev api.WatchEvent
 	dec := json.NewDecoder(bytes.NewReader(line))
 	if err := dec.Decode(&ev); err != nil {
-		return WatchEvent{}, fmt.Errorf("decode watch event: %w", err)
+		return api.WatchEvent{}, fmt.Errorf("decode watch event: %w", err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return WatchEvent{}, errors.New("decode watch event: trailing data after the event")
+		return api.WatchEvent{}, errors.New("decode watch event: trailing data after the event")
 	}
 	if ev.Type == "" {
-		return WatchEvent{}, errors.New("decode watch event: no type")
+		return api.WatchEvent{}, errors.New("decode watch event: no type")
 	}
 	return ev, nil
 }
@@ -432,7 +438,7 @@ func clientResponseError(resp *http.Response) error {
 		Field string `json:"field"`
 	}
 	if err := json.Unmarshal(b, &body); err == nil && body.Error != "" {
-		return ErrorFromStatus(resp.StatusCode, body.Error, body.Field)
+		return api.ErrorFromStatus(resp.StatusCode, body.Error, body.Field)
 	}
 	status := resp.Status
 	if status == "" {
@@ -446,5 +452,5 @@ func clientResponseError(resp *http.Response) error {
 		}
 		msg += ": " + text
 	}
-	return ErrorFromStatus(resp.StatusCode, msg, "")
+	return api.ErrorFromStatus(resp.StatusCode, msg, "")
 }

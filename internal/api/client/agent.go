@@ -1,4 +1,4 @@
-package api
+package client
 
 import (
 	"bufio"
@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/weft-sdn/weft/internal/api"
 )
 
 // This file holds the client calls the node agent makes: registration,
@@ -22,28 +24,28 @@ import (
 // returns the node as stored. created is true when the node is new (201)
 // and false when it was already registered (200): a node keeps its VTEP
 // across registrations.
-func (c *Client) RegisterNode(ctx context.Context, n Node) (node Node, created bool, err error) {
+func (c *Client) RegisterNode(ctx context.Context, n api.Node) (node api.Node, created bool, err error) {
 	if n.Kind == "" {
-		n.Kind = KindNode
+		n.Kind = api.KindNode
 	}
 	const path = "/v1/nodes/register"
 	req, err := c.newRequest(ctx, http.MethodPost, path, nil, n)
 	if err != nil {
-		return Node{}, false, err
+		return api.Node{}, false, err
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return Node{}, false, err
+		return api.Node{}, false, err
 	}
 	defer func() {
 		_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
 		resp.Body.Close()
 	}()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return Node{}, false, clientResponseError(resp)
+		return api.Node{}, false, clientResponseError(resp)
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&node); err != nil {
-		return Node{}, false, fmt.Errorf("POST %s: decode response: %w", path, err)
+		return api.Node{}, false, fmt.Errorf("POST %s: decode response: %w", path, err)
 	}
 	return node, resp.StatusCode == http.StatusCreated, nil
 }
@@ -51,8 +53,8 @@ func (c *Client) RegisterNode(ctx context.Context, n Node) (node Node, created b
 // Heartbeat tells the controller that the agent of node name is alive
 // (POST /v1/nodes/{name}/heartbeat) and returns the node as stored. An
 // unknown node comes back as an error wrapping ErrNotFound.
-func (c *Client) Heartbeat(ctx context.Context, name string) (Node, error) {
-	var out Node
+func (c *Client) Heartbeat(ctx context.Context, name string) (api.Node, error) {
+	var out api.Node
 	if name == "" {
 		return out, fmt.Errorf("heartbeat: empty node name")
 	}
@@ -62,8 +64,8 @@ func (c *Client) Heartbeat(ctx context.Context, name string) (Node, error) {
 
 // Assign hands a reservation over from req.FromOwner to req.Owner through
 // POST /v1/ipam/assign and returns the reservation as stored.
-func (c *Client) Assign(ctx context.Context, req AssignRequest) (IPReservation, error) {
-	var out IPReservation
+func (c *Client) Assign(ctx context.Context, req api.AssignRequest) (api.IPReservation, error) {
+	var out api.IPReservation
 	err := c.do(ctx, http.MethodPost, "/v1/ipam/assign", nil, req, &out)
 	return out, err
 }
@@ -90,7 +92,7 @@ func ListItems[T any](ctx context.Context, c *Client, plural string, query url.V
 // WatchKinds is Watch limited to the given kinds (GET
 // /v1/watch?since=<since>&kind=<k>,...); no kinds means every kind. It
 // returns under the same rules as Watch.
-func (c *Client) WatchKinds(ctx context.Context, since int64, kinds []Kind, fn func(WatchEvent) error) error {
+func (c *Client) WatchKinds(ctx context.Context, since int64, kinds []api.Kind, fn func(api.WatchEvent) error) error {
 	if len(kinds) == 0 {
 		return c.Watch(ctx, since, fn)
 	}

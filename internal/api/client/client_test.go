@@ -1,4 +1,4 @@
-package api
+package client
 
 import (
 	"context"
@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/weft-sdn/weft/internal/api"
 )
 
 // clientSeen is one request as the fake controller received it.
@@ -74,16 +76,16 @@ func (f *clientFake) requests() []clientSeen {
 	return append([]clientSeen(nil), f.seen...)
 }
 
-func (f *clientFake) client() *Client { return NewClient(f.srv.URL, nil) }
+func (f *clientFake) client() *Client { return New(f.srv.URL, nil) }
 
 const clientTestUUID = "0b7c6f5e-1d2a-4c3b-9e8f-7a6b5c4d3e2f"
 
 func TestClientCalls(t *testing.T) {
 	ctx := context.Background()
 	netJSON := `{"kind":"network","uuid":"` + clientTestUUID + `","name":"blue","fq_name":"default-domain:default-project:blue","subnets":[{"cidr":"10.0.0.0/24"}],"vni":7}`
-	wantNet := Network{
-		Meta:    Meta{Kind: KindNetwork, UUID: clientTestUUID, Name: "blue", FQName: "default-domain:default-project:blue"},
-		Subnets: []Subnet{{CIDR: "10.0.0.0/24"}},
+	wantNet := api.Network{
+		Meta:    api.Meta{Kind: api.KindNetwork, UUID: clientTestUUID, Name: "blue", FQName: "default-domain:default-project:blue"},
+		Subnets: []api.Subnet{{CIDR: "10.0.0.0/24"}},
 		VNI:     7,
 	}
 	tests := []struct {
@@ -96,8 +98,8 @@ func TestClientCalls(t *testing.T) {
 		name:   "create",
 		routes: map[string]string{"POST /v1/networks": netJSON},
 		call: func(c *Client) (any, error) {
-			var out Network
-			err := c.Create(ctx, "networks", Network{Meta: Meta{Kind: KindNetwork, Name: "blue"}, Subnets: []Subnet{{CIDR: "10.0.0.0/24"}}}, &out)
+			var out api.Network
+			err := c.Create(ctx, "networks", api.Network{Meta: api.Meta{Kind: api.KindNetwork, Name: "blue"}, Subnets: []api.Subnet{{CIDR: "10.0.0.0/24"}}}, &out)
 			return out, err
 		},
 		want: wantNet,
@@ -106,7 +108,7 @@ func TestClientCalls(t *testing.T) {
 		name:   "get",
 		routes: map[string]string{"GET /v1/networks/" + clientTestUUID: netJSON},
 		call: func(c *Client) (any, error) {
-			var out Network
+			var out api.Network
 			err := c.Get(ctx, "networks", clientTestUUID, &out)
 			return out, err
 		},
@@ -116,7 +118,7 @@ func TestClientCalls(t *testing.T) {
 		name:   "get by fq_name, object answer",
 		routes: map[string]string{"GET /v1/networks": netJSON},
 		call: func(c *Client) (any, error) {
-			var out Network
+			var out api.Network
 			err := c.GetByFQName(ctx, "networks", "default-domain:default-project:blue", &out)
 			return out, err
 		},
@@ -126,7 +128,7 @@ func TestClientCalls(t *testing.T) {
 		name:   "get by fq_name, list answer",
 		routes: map[string]string{"GET /v1/networks": `{"kind":"network","revision":9,"items":[` + netJSON + `]}`},
 		call: func(c *Client) (any, error) {
-			var out Network
+			var out api.Network
 			err := c.GetByFQName(ctx, "networks", "default-domain:default-project:blue", &out)
 			return out, err
 		},
@@ -138,13 +140,13 @@ func TestClientCalls(t *testing.T) {
 		call: func(c *Client) (any, error) {
 			return c.List(ctx, "ports", url.Values{"network": {"default-domain:default-project:blue"}})
 		},
-		want: List{Kind: KindPort, Revision: 12, Items: []json.RawMessage{json.RawMessage(`{"kind":"port","name":"p1"}`)}},
+		want: api.List{Kind: api.KindPort, Revision: 12, Items: []json.RawMessage{json.RawMessage(`{"kind":"port","name":"p1"}`)}},
 		seen: []clientSeen{{Method: "GET", Path: "/v1/ports", Query: "network=default-domain%3Adefault-project%3Ablue"}},
 	}, {
 		name:   "update",
 		routes: map[string]string{"PUT /v1/networks/" + clientTestUUID: netJSON},
 		call: func(c *Client) (any, error) {
-			var out Network
+			var out api.Network
 			err := c.Update(ctx, "networks", clientTestUUID, map[string]any{"vni": 7, "resource_version": 3}, &out)
 			return out, err
 		},
@@ -159,7 +161,7 @@ func TestClientCalls(t *testing.T) {
 		name:   "create network sets kind",
 		routes: map[string]string{"POST /v1/networks": netJSON},
 		call: func(c *Client) (any, error) {
-			return c.CreateNetwork(ctx, Network{Meta: Meta{Name: "blue", Parent: DefaultProject}, Subnets: []Subnet{{CIDR: "10.0.0.0/24", Gateway: "10.0.0.254"}}})
+			return c.CreateNetwork(ctx, api.Network{Meta: api.Meta{Name: "blue", Parent: api.DefaultProject}, Subnets: []api.Subnet{{CIDR: "10.0.0.0/24", Gateway: "10.0.0.254"}}})
 		},
 		want: wantNet,
 		seen: []clientSeen{{"POST", "/v1/networks", "", "application/json", `{"kind":"network","name":"blue","parent":"default-domain:default-project","subnets":[{"cidr":"10.0.0.0/24","gateway":"10.0.0.254"}]}`}},
@@ -191,7 +193,7 @@ func TestClientCalls(t *testing.T) {
 		name:   "list networks",
 		routes: map[string]string{"GET /v1/networks": `{"kind":"network","revision":3,"items":[` + netJSON + `,` + netJSON + `]}`},
 		call:   func(c *Client) (any, error) { return c.ListNetworks(ctx) },
-		want:   []Network{wantNet, wantNet},
+		want:   []api.Network{wantNet, wantNet},
 		seen:   []clientSeen{{Method: "GET", Path: "/v1/networks"}},
 	}, {
 		name: "delete network by fq_name resolves the uuid",
@@ -213,34 +215,36 @@ func TestClientCalls(t *testing.T) {
 		name:   "allocate",
 		routes: map[string]string{"POST /v1/ipam/allocate": `{"reservations":[{"kind":"ip_reservation","name":"10.0.0.5","network":"d:p:blue","address":"10.0.0.5","owner":"c1"}]}`},
 		call: func(c *Client) (any, error) {
-			return c.Allocate(ctx, AllocateRequest{Network: "d:p:blue", Owner: "c1", Family: "ipv4", Labels: map[string]string{"a": "b"}})
+			return c.Allocate(ctx, api.AllocateRequest{Network: "d:p:blue", Owner: "c1", Family: "ipv4", Labels: map[string]string{"a": "b"}})
 		},
-		want: AllocateResponse{Reservations: []IPReservation{{Meta: Meta{Kind: KindIPReservation, Name: "10.0.0.5"}, Network: "d:p:blue", Address: "10.0.0.5", Owner: "c1"}}},
+		want: api.AllocateResponse{Reservations: []api.IPReservation{{Meta: api.Meta{Kind: api.KindIPReservation, Name: "10.0.0.5"}, Network: "d:p:blue", Address: "10.0.0.5", Owner: "c1"}}},
 		seen: []clientSeen{{"POST", "/v1/ipam/allocate", "", "application/json", `{"network":"d:p:blue","owner":"c1","family":"ipv4","labels":{"a":"b"}}`}},
 	}, {
 		name:   "release",
 		routes: map[string]string{"POST /v1/ipam/release": `{"released":[{"kind":"ip_reservation","name":"10.0.0.5","network":"d:p:blue","address":"10.0.0.5","owner":"c1"}]}`},
-		call:   func(c *Client) (any, error) { return c.Release(ctx, ReleaseRequest{Owner: "c1"}) },
-		want:   ReleaseResponse{Released: []IPReservation{{Meta: Meta{Kind: KindIPReservation, Name: "10.0.0.5"}, Network: "d:p:blue", Address: "10.0.0.5", Owner: "c1"}}},
+		call:   func(c *Client) (any, error) { return c.Release(ctx, api.ReleaseRequest{Owner: "c1"}) },
+		want:   api.ReleaseResponse{Released: []api.IPReservation{{Meta: api.Meta{Kind: api.KindIPReservation, Name: "10.0.0.5"}, Network: "d:p:blue", Address: "10.0.0.5", Owner: "c1"}}},
 		seen:   []clientSeen{{"POST", "/v1/ipam/release", "", "application/json", `{"owner":"c1"}`}},
 	}, {
 		name:   "lease block",
 		routes: map[string]string{"POST /v1/ipam/blocks": `{"kind":"block","name":"10.0.0.64-26","network":"d:p:blue","cidr":"10.0.0.64/26","node":"n1"}`},
-		call:   func(c *Client) (any, error) { return c.LeaseBlock(ctx, BlockRequest{Network: "d:p:blue", Node: "n1"}) },
-		want:   Block{Meta: Meta{Kind: KindBlock, Name: "10.0.0.64-26"}, Network: "d:p:blue", CIDR: "10.0.0.64/26", Node: "n1"},
-		seen:   []clientSeen{{"POST", "/v1/ipam/blocks", "", "application/json", `{"network":"d:p:blue","node":"n1"}`}},
+		call: func(c *Client) (any, error) {
+			return c.LeaseBlock(ctx, api.BlockRequest{Network: "d:p:blue", Node: "n1"})
+		},
+		want: api.Block{Meta: api.Meta{Kind: api.KindBlock, Name: "10.0.0.64-26"}, Network: "d:p:blue", CIDR: "10.0.0.64/26", Node: "n1"},
+		seen: []clientSeen{{"POST", "/v1/ipam/blocks", "", "application/json", `{"network":"d:p:blue","node":"n1"}`}},
 	}, {
 		name:   "release block",
 		routes: map[string]string{"POST /v1/ipam/blocks/release": `{}`},
 		call: func(c *Client) (any, error) {
-			return nil, c.ReleaseBlock(ctx, BlockRequest{Network: "d:p:blue", Node: "n1", CIDR: "10.0.0.64/26"})
+			return nil, c.ReleaseBlock(ctx, api.BlockRequest{Network: "d:p:blue", Node: "n1", CIDR: "10.0.0.64/26"})
 		},
 		seen: []clientSeen{{"POST", "/v1/ipam/blocks/release", "", "application/json", `{"network":"d:p:blue","node":"n1","cidr":"10.0.0.64/26"}`}},
 	}, {
 		name:   "version",
 		routes: map[string]string{"GET /v1/version": `{"version":"v0.1.0","go_version":"go1.26.8"}`},
 		call:   func(c *Client) (any, error) { return c.Version(ctx) },
-		want:   Version{Version: "v0.1.0", GoVersion: "go1.26.8"},
+		want:   api.Version{Version: "v0.1.0", GoVersion: "go1.26.8"},
 		seen:   []clientSeen{{Method: "GET", Path: "/v1/version"}},
 	}}
 	for _, tt := range tests {
@@ -276,26 +280,26 @@ func TestClientErrors(t *testing.T) {
 		field    string
 		text     string // err.Error()
 	}{
-		{"invalid with field", 400, `{"error":"invalid CIDR \"10.0.0/24\"","field":"subnets[0].cidr"}`, ErrInvalid, "subnets[0].cidr", `subnets[0].cidr: invalid CIDR "10.0.0/24"`},
-		{"unprocessable", 422, `{"error":"bad"}`, ErrInvalid, "", "bad"},
-		{"not found", 404, `{"error":"network d:p:x not found"}`, ErrNotFound, "", "network d:p:x not found"},
-		{"conflict", 409, `{"error":"address 10.0.0.5 in use","field":"ip"}`, ErrConflict, "ip", "ip: address 10.0.0.5 in use"},
-		{"gone", 410, `{"error":"revision 3 compacted"}`, ErrGone, "", "revision 3 compacted"},
+		{"invalid with field", 400, `{"error":"invalid CIDR \"10.0.0/24\"","field":"subnets[0].cidr"}`, api.ErrInvalid, "subnets[0].cidr", `subnets[0].cidr: invalid CIDR "10.0.0/24"`},
+		{"unprocessable", 422, `{"error":"bad"}`, api.ErrInvalid, "", "bad"},
+		{"not found", 404, `{"error":"network d:p:x not found"}`, api.ErrNotFound, "", "network d:p:x not found"},
+		{"conflict", 409, `{"error":"address 10.0.0.5 in use","field":"ip"}`, api.ErrConflict, "ip", "ip: address 10.0.0.5 in use"},
+		{"gone", 410, `{"error":"revision 3 compacted"}`, api.ErrGone, "", "revision 3 compacted"},
 		{"server error", 500, `{"error":"etcd unavailable"}`, nil, "", "etcd unavailable"},
 		{"not JSON", 502, "<html>\n  <body>Bad   gateway</body>\n</html>\n", nil, "", "HTTP 502 Bad Gateway: <html> <body>Bad gateway</body> </html>"},
-		{"not JSON 404", 404, "404 page not found\n", ErrNotFound, "", "HTTP 404 Not Found: 404 page not found"},
+		{"not JSON 404", 404, "404 page not found\n", api.ErrNotFound, "", "HTTP 404 Not Found: 404 page not found"},
 		{"JSON without error", 503, `{"message":"busy"}`, nil, "", `HTTP 503 Service Unavailable: {"message":"busy"}`},
 		{"empty body", 503, ``, nil, "", "HTTP 503 Service Unavailable"},
 	}
-	sentinels := []error{ErrInvalid, ErrNotFound, ErrConflict, ErrGone, ErrExhausted, ErrInUse}
+	sentinels := []error{api.ErrInvalid, api.ErrNotFound, api.ErrConflict, api.ErrGone, api.ErrExhausted, api.ErrInUse}
 	calls := []struct {
 		name string
 		call func(c *Client) error
 	}{
-		{"Get", func(c *Client) error { return c.Get(context.Background(), "networks", clientTestUUID, &Network{}) }},
-		{"Create", func(c *Client) error { return c.Create(context.Background(), "networks", Network{}, nil) }},
+		{"Get", func(c *Client) error { return c.Get(context.Background(), "networks", clientTestUUID, &api.Network{}) }},
+		{"Create", func(c *Client) error { return c.Create(context.Background(), "networks", api.Network{}, nil) }},
 		{"Delete", func(c *Client) error { return c.Delete(context.Background(), "networks", clientTestUUID) }},
-		{"Allocate", func(c *Client) error { _, err := c.Allocate(context.Background(), AllocateRequest{}); return err }},
+		{"Allocate", func(c *Client) error { _, err := c.Allocate(context.Background(), api.AllocateRequest{}); return err }},
 	}
 	for _, tt := range tests {
 		for _, call := range calls {
@@ -305,11 +309,11 @@ func TestClientErrors(t *testing.T) {
 					io.WriteString(w, tt.body)
 				}))
 				defer srv.Close()
-				err := call.call(NewClient(srv.URL, nil))
+				err := call.call(New(srv.URL, nil))
 				if err == nil {
 					t.Fatal("no error")
 				}
-				var ae *Error
+				var ae *api.Error
 				if !errors.As(err, &ae) {
 					t.Fatalf("error %T %v is not an *Error", err, err)
 				}
@@ -340,12 +344,12 @@ func TestClientGetByFQNameListAnswers(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newClientFake(t)
 			f.answer("GET /v1/networks", 200, tt.body)
-			var n Network
+			var n api.Network
 			err := f.client().GetByFQName(context.Background(), "networks", "d:p:a", &n)
 			if err == nil {
 				t.Fatal("no error")
 			}
-			if errors.Is(err, ErrNotFound) != tt.notFound {
+			if errors.Is(err, api.ErrNotFound) != tt.notFound {
 				t.Errorf("errors.Is(%v, ErrNotFound) = %v, want %v", err, !tt.notFound, tt.notFound)
 			}
 		})
@@ -361,11 +365,11 @@ func TestClientTransportAndDecodeErrors(t *testing.T) {
 	}
 	url := f.srv.URL
 	f.srv.Close()
-	_, err := NewClient(url, nil).Version(context.Background())
+	_, err := New(url, nil).Version(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "/v1/version") {
 		t.Errorf("closed server: got %v, want an error naming the URL", err)
 	}
-	var ae *Error
+	var ae *api.Error
 	if errors.As(err, &ae) {
 		t.Errorf("closed server: transport error %v should not be an *Error", err)
 	}
@@ -378,12 +382,12 @@ func TestNewClientServer(t *testing.T) {
 		"127.0.0.1:8082":          "http://127.0.0.1:8082",
 		" https://weft:443/api/ ": "https://weft:443/api",
 	} {
-		if got := NewClient(in, nil).Server(); got != want {
-			t.Errorf("NewClient(%q).Server() = %q, want %q", in, got, want)
+		if got := New(in, nil).Server(); got != want {
+			t.Errorf("New(%q).Server() = %q, want %q", in, got, want)
 		}
 	}
-	if got := NewClient("x", nil).hc.Timeout; got != DefaultClientTimeout {
-		t.Errorf("default timeout %v, want %v", got, DefaultClientTimeout)
+	if got := New("x", nil).hc.Timeout; got != DefaultTimeout {
+		t.Errorf("default timeout %v, want %v", got, DefaultTimeout)
 	}
 }
 
@@ -399,8 +403,8 @@ func TestClientWatch(t *testing.T) {
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		io.WriteString(w, lines)
 	})
-	var got []WatchEvent
-	err := f.client().Watch(context.Background(), 4, func(ev WatchEvent) error {
+	var got []api.WatchEvent
+	err := f.client().Watch(context.Background(), 4, func(ev api.WatchEvent) error {
 		got = append(got, ev)
 		return nil
 	})
@@ -410,10 +414,10 @@ func TestClientWatch(t *testing.T) {
 	if err != nil && !strings.Contains(err.Error(), "revision 7") {
 		t.Errorf("Watch error %q should name the last revision, 7", err)
 	}
-	want := []WatchEvent{
-		{Kind: KindNetwork, Type: EventAdded, Object: json.RawMessage(`{"name":"blue"}`), Revision: 5},
-		{Kind: KindPort, Type: EventModified, Object: json.RawMessage(`{"name":"p1"}`), Revision: 6},
-		{Kind: KindNetwork, Type: EventDeleted, Object: json.RawMessage(`{"name":"blue"}`), Revision: 7},
+	want := []api.WatchEvent{
+		{Kind: api.KindNetwork, Type: api.EventAdded, Object: json.RawMessage(`{"name":"blue"}`), Revision: 5},
+		{Kind: api.KindPort, Type: api.EventModified, Object: json.RawMessage(`{"name":"p1"}`), Revision: 6},
+		{Kind: api.KindNetwork, Type: api.EventDeleted, Object: json.RawMessage(`{"name":"blue"}`), Revision: 7},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("events:\n got %+v\nwant %+v", got, want)
@@ -427,8 +431,8 @@ func TestClientWatchGone(t *testing.T) {
 	f := newClientFake(t)
 	f.answer("GET /v1/watch", http.StatusGone, `{"error":"revision 4 has been compacted"}`)
 	called := false
-	err := f.client().Watch(context.Background(), 4, func(WatchEvent) error { called = true; return nil })
-	if !errors.Is(err, ErrGone) {
+	err := f.client().Watch(context.Background(), 4, func(api.WatchEvent) error { called = true; return nil })
+	if !errors.Is(err, api.ErrGone) {
 		t.Errorf("Watch returned %v, want ErrGone", err)
 	}
 	if called {
@@ -447,7 +451,7 @@ func TestClientWatchStops(t *testing.T) {
 		f := newClientFake(t)
 		f.handle("GET /v1/watch", stream)
 		stop := errors.New("stop")
-		if err := f.client().Watch(context.Background(), 0, func(WatchEvent) error { return stop }); err != stop {
+		if err := f.client().Watch(context.Background(), 0, func(api.WatchEvent) error { return stop }); err != stop {
 			t.Errorf("Watch returned %v, want fn's error as is", err)
 		}
 	})
@@ -457,7 +461,7 @@ func TestClientWatchStops(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		n := 0
-		err := f.client().Watch(ctx, 0, func(WatchEvent) error { n++; cancel(); return nil })
+		err := f.client().Watch(ctx, 0, func(api.WatchEvent) error { n++; cancel(); return nil })
 		if !errors.Is(err, context.Canceled) || n != 1 {
 			t.Errorf("Watch returned %v after %d events, want context.Canceled after 1", err, n)
 		}
@@ -469,9 +473,9 @@ func TestClientWatchStops(t *testing.T) {
 			time.Sleep(150 * time.Millisecond)
 			io.WriteString(w, ev)
 		})
-		c := NewClient(f.srv.URL, &http.Client{Timeout: 20 * time.Millisecond})
+		c := New(f.srv.URL, &http.Client{Timeout: 20 * time.Millisecond})
 		n := 0
-		err := c.Watch(context.Background(), 0, func(WatchEvent) error { n++; return nil })
+		err := c.Watch(context.Background(), 0, func(api.WatchEvent) error { n++; return nil })
 		if !errors.Is(err, io.EOF) || n != 1 {
 			t.Errorf("Watch returned %v after %d events, want io.EOF after 1", err, n)
 		}
@@ -482,7 +486,7 @@ func TestClientWatchStops(t *testing.T) {
 			io.WriteString(w, ev+"{not json}\n"+ev)
 		})
 		n := 0
-		err := f.client().Watch(context.Background(), 0, func(WatchEvent) error { n++; return nil })
+		err := f.client().Watch(context.Background(), 0, func(api.WatchEvent) error { n++; return nil })
 		if err == nil || errors.Is(err, io.EOF) || n != 1 || !strings.Contains(err.Error(), "after revision 2") {
 			t.Errorf("Watch returned %v after %d events, want a decode error after 1", err, n)
 		}
@@ -492,7 +496,7 @@ func TestClientWatchStops(t *testing.T) {
 		f.handle("GET /v1/watch", func(w http.ResponseWriter, r *http.Request) {
 			io.WriteString(w, ev+ev[:20])
 		})
-		err := f.client().Watch(context.Background(), 0, func(WatchEvent) error { return nil })
+		err := f.client().Watch(context.Background(), 0, func(api.WatchEvent) error { return nil })
 		if err == nil || errors.Is(err, io.EOF) {
 			t.Errorf("Watch returned %v, want a decode error", err)
 		}
