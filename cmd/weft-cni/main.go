@@ -5,14 +5,10 @@
 //
 // The binary links only the standard library, the CNI library's types and
 // version packages, and internal/api: no etcd, nftables, netlink or
-// net/http code. It is started for every container, so its start-up is
-// kept short: it is built without cgo (see the Makefile), does not size
-// GOMAXPROCS from the cgroup (a lookup of several files it has no use
-// for), and installs no signal handler: SIGINT or SIGTERM end it at once,
-// which closes its connection to the agent just as a cancelled request
-// would.
-//
-//go:debug containermaxprocs=0
+// net/http code. It is started for every container, so it is built without
+// cgo (see the Makefile) and installs no signal handler: SIGINT or SIGTERM
+// end it at once, which closes its connection to the agent just as a
+// cancelled request would.
 package main
 
 import (

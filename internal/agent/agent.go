@@ -10,9 +10,21 @@
 // come from spares the agent reserved ahead of need, the attachment is
 // journalled durably before the plugin gets its answer, and the controller
 // learns about the port (and the spare changes hands) afterwards, with
-// retries. A detach never waits for the controller either; the release is
-// journalled and finished in the background, so a controller outage never
-// makes DEL fail or loses a release.
+// retries. A detach never waits for the controller either, nor for the
+// kernel to destroy the interface: the interface is withdrawn (no traffic
+// reaches or leaves it), the release is journalled, and the interface is
+// destroyed and then the addresses released in the background, so a
+// controller outage never makes DEL fail or loses a release, and an address
+// is never given out again while its interface exists. An ADD of the same
+// container interface waits for that release. An attachment released
+// before the background work reported it costs the controller only the
+// release of its address.
+//
+// Local endpoint changes program their own routes (Attach, Withdraw); the
+// data plane is synced when networks or their remotes change, and every
+// resync interval to repair drift. A network keeps its router namespace for
+// routerLinger after a local endpoint of it detached, for its next
+// container.
 package agent
 
 import (
@@ -34,10 +46,19 @@ import (
 	"github.com/weft-sdn/weft/internal/api"
 	"github.com/weft-sdn/weft/internal/api/client"
 	"github.com/weft-sdn/weft/internal/dataplane"
+	"github.com/weft-sdn/weft/internal/keylock"
 )
 
 // syncDebounce gathers the changes that arrive together into one sync.
 const syncDebounce = 50 * time.Millisecond
+
+// routerLinger is how long a network stays in the desired state after a
+// local endpoint of it detached, with or without endpoints left: the next
+// container of the network finds its router namespace, VXLAN device and
+// remote routes in place instead of having them torn down and made again
+// (a crash-looping task would otherwise cost that at every restart). A
+// variable for tests.
+var routerLinger = time.Minute
 
 // attachReadyWait bounds how long an attach waits for the agent to become
 // ready (registered, synced) before it is refused.
@@ -69,7 +90,7 @@ type Agent struct {
 	cache   *cache
 	spares  *sparePool
 	queue   *workQueue
-	keys    keyLocks
+	keys    keylock.Locks
 	metrics *metrics
 	newDP   func(dataplane.Config) (DataPlane, error)
 
@@ -87,6 +108,10 @@ type Agent struct {
 	// lastState is the desired state last applied (nil: apply it again
 	// whatever it is).
 	lastState atomic.Pointer[dataplane.State]
+	// lingering holds the networks whose local endpoints detached
+	// recently (see routerLinger).
+	lingerMu  sync.Mutex
+	lingering map[string]*lingering
 
 	stateMu sync.Mutex
 	node    *api.Node
@@ -707,6 +732,46 @@ func (a *Agent) kickSync() {
 	}
 }
 
+// lingering is a network kept in the desired state until a time, and the
+// timer that has a sync run then.
+type lingering struct {
+	until time.Time
+	end   *time.Timer
+}
+
+// desiredState is DesiredState for this node, keeping the networks that
+// linger.
+func (a *Agent) desiredState() dataplane.State {
+	now := time.Now()
+	var keep []string
+	a.lingerMu.Lock()
+	for uuid, l := range a.lingering {
+		if now.Before(l.until) {
+			keep = append(keep, uuid)
+		} else {
+			delete(a.lingering, uuid)
+		}
+	}
+	a.lingerMu.Unlock()
+	return DesiredState(a.cfg.NodeName, a.cache.Snapshot(), a.journal.Entries(), keep...)
+}
+
+// linger keeps the network in the desired state for routerLinger, and
+// has a sync run when that ends.
+func (a *Agent) linger(networkUUID string) {
+	a.lingerMu.Lock()
+	defer a.lingerMu.Unlock()
+	if a.lingering == nil {
+		a.lingering = map[string]*lingering{}
+	}
+	if l, ok := a.lingering[networkUUID]; ok {
+		l.until = time.Now().Add(routerLinger)
+		l.end.Reset(routerLinger + syncDebounce)
+		return
+	}
+	a.lingering[networkUUID] = &lingering{until: time.Now().Add(routerLinger), end: time.AfterFunc(routerLinger+syncDebounce, a.kickSync)}
+}
+
 // syncAfterDestroy asks for a sync after an interface of the network was
 // destroyed: when the network has left the desired state, the last sync
 // kept its router namespace for that interface, and this one removes it
@@ -778,7 +843,7 @@ func (a *Agent) syncOnce(ctx context.Context, force bool) error {
 	if a.dp == nil || !a.cache.Synced() {
 		return nil
 	}
-	state := DesiredState(a.cfg.NodeName, a.cache.Snapshot(), a.journal.Entries())
+	state := a.desiredState()
 	if last := a.lastState.Load(); !force && last != nil && remotesEqual(*last, state) {
 		a.lastState.Store(&state)
 		return nil

@@ -275,6 +275,9 @@ func TestAttachLeavesNothingBehind(t *testing.T) {
 }
 
 func TestDetach(t *testing.T) {
+	linger := routerLinger
+	t.Cleanup(func() { routerLinger = linger }) // after the agent stopped
+	routerLinger = 2 * time.Second
 	h := newHarness(t)
 	r := h.startAgent(agentOpts{})
 	dumpEmpty := r.dump()
@@ -314,9 +317,15 @@ func TestDetach(t *testing.T) {
 	if r.a.journal.Len() != 0 {
 		t.Fatalf("journal not empty: %+v", r.a.journal.Entries())
 	}
-	if d := r.dump(); d != dumpEmpty {
-		t.Fatalf("data plane not empty again:\n%s", d)
+	// The network's router namespace stays a while for its next
+	// container, then goes.
+	if d := r.dump(); d == dumpEmpty {
+		t.Fatalf("router namespace removed with the network's last endpoint:\n%s", d)
 	}
+	eventually(t, 10*time.Second, func() (bool, string) {
+		d := r.dump()
+		return d == dumpEmpty, "data plane not empty again:\n" + d
+	})
 }
 
 func TestDetachWhileControllerDown(t *testing.T) {
@@ -511,6 +520,13 @@ func TestShortLivedAttachmentSkipsThePort(t *testing.T) {
 	h.proxy.down.Store(true)
 	res := r.attach(attachReq("c1"))
 	r.detach("c1", "eth0")
+	// A try at the attachment's background work that began before the
+	// detach must be over before the controller is back.
+	eventually(t, 5*time.Second, func() (bool, string) {
+		r.a.queue.mu.Lock()
+		defer r.a.queue.mu.Unlock()
+		return !r.a.queue.processing[attachKey("c1", "eth0")], "background work of c1 in progress"
+	})
 	before := count()
 	h.proxy.down.Store(false)
 	r.settle()

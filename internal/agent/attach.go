@@ -235,7 +235,7 @@ const releaseWait = 3 * time.Second
 func (a *Agent) lockReleased(ctx context.Context, key string) (func(), error) {
 	deadline := time.Now().Add(releaseWait)
 	for {
-		unlock := a.keys.lock(key)
+		unlock := a.keys.Lock(key)
 		e, ok := a.journal.Get(key)
 		if !ok || e.External || e.State != StateReleasing {
 			return unlock, nil
@@ -685,7 +685,7 @@ func (a *Agent) Detach(ctx context.Context, req api.DetachRequest) (err error) {
 		return err
 	}
 	key := attachKey(req.ContainerID, req.IfName)
-	unlock := a.keys.lock(key)
+	unlock := a.keys.Lock(key)
 	defer unlock()
 	e, ok := a.journal.Get(key)
 	if !ok {
@@ -725,6 +725,7 @@ func (a *Agent) detachEntry(ctx context.Context, e *Entry, netns string) error {
 	if err := a.journal.Put(e); err != nil {
 		return err
 	}
+	a.linger(e.NetworkUUID)
 	a.queue.add(e.Key())
 	a.kickSync()
 	a.log.Info("detached", "container", e.ContainerID, "ifname", e.IfName, "network", e.NetworkFQName, "ips", ipStrings(e.IPs))
@@ -772,7 +773,7 @@ func (a *Agent) GC(ctx context.Context, req api.GCRequest) error {
 		if e.External || e.State != StateAttached || e.CNINetwork != req.CNINetwork || valid[e.Key()] {
 			continue
 		}
-		unlock := a.keys.lock(e.Key())
+		unlock := a.keys.Lock(e.Key())
 		cur, ok := a.journal.Get(e.Key())
 		if ok && cur.State == StateAttached {
 			a.log.Info("garbage-collecting attachment the runtime no longer holds", "container", cur.ContainerID, "ifname", cur.IfName, "cni_network", req.CNINetwork)

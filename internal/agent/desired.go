@@ -37,12 +37,13 @@ type DataPlane interface {
 
 // DesiredState computes the data plane the node should have: one entry
 // per network with at least one local endpoint (attached, agent-made
-// journal entries), holding those endpoints and, as remotes, every other
-// node with blocks in the network (routes to its blocks) or with
-// reservations outside its blocks (host routes, /32 or /128, to those
-// exceptions). Networks without local endpoints are left out, which tears
-// them down. The result is sorted, so equal inputs give equal states.
-func DesiredState(self string, snap *Snapshot, entries []*Entry) dataplane.State {
+// journal entries), or listed in keep (uuids) and known to snap, holding
+// those endpoints and, as remotes, every other node with blocks in the
+// network (routes to its blocks) or with reservations outside its blocks
+// (host routes, /32 or /128, to those exceptions). Other networks are
+// left out, which tears them down. The result is sorted, so equal inputs
+// give equal states.
+func DesiredState(self string, snap *Snapshot, entries []*Entry, keep ...string) dataplane.State {
 	type netAcc struct {
 		net dataplane.Network
 		eps []dataplane.Endpoint
@@ -58,6 +59,11 @@ func DesiredState(self string, snap *Snapshot, entries []*Entry) dataplane.State
 			nets[e.NetworkUUID] = acc
 		}
 		acc.eps = append(acc.eps, endpointOf(e))
+	}
+	for _, uuid := range keep {
+		if n := snap.Networks[uuid]; n != nil && nets[uuid] == nil {
+			nets[uuid] = &netAcc{net: dataplaneNetwork(n, nil)}
+		}
 	}
 
 	// Index blocks and reservations by network fq_name and node.

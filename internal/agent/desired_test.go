@@ -121,4 +121,13 @@ network default-domain:default-project:a uuid=aaaaaaaa-0000-4000-8000-0000000000
 	if s := DesiredState("n1", snap, nil); len(s.Networks) != 0 {
 		t.Fatalf("state without endpoints: %+v", s)
 	}
+	// Networks kept without endpoints (lingering) have their remotes; one
+	// the controller does not know (any more) is not kept.
+	kept := DesiredState("n1", snap, nil, netA, netC)
+	if len(kept.Networks) != 1 || kept.Networks[0].Network.UUID != netA || len(kept.Networks[0].Endpoints) != 0 || len(kept.Networks[0].Remotes) != 3 {
+		t.Fatalf("kept networks: %s", renderState(kept))
+	}
+	if again := DesiredState("n1", snap, entries, netA); !statesEqual(again, DesiredState("n1", snap, entries)) {
+		t.Fatalf("keeping a network with endpoints changed the state:\n%s", renderState(again))
+	}
 }

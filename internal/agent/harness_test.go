@@ -363,7 +363,7 @@ func (r *agentRun) settle() {
 			return false, fmt.Sprintf("%d journal entries with controller work", n)
 		}
 		last := r.a.lastState.Load()
-		want := DesiredState(r.cfg.NodeName, r.a.cache.Snapshot(), r.a.journal.Entries())
+		want := r.a.desiredState()
 		if last == nil || !statesEqual(*last, want) {
 			return false, "data plane not synced with the desired state"
 		}

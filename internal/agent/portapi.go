@@ -285,7 +285,7 @@ func (a *Agent) contrailPostPort(w http.ResponseWriter, r *http.Request) {
 		if cur, ok := a.findPort(e.PortUUID); ok && !cur.External {
 			continue // the agent's own port: nothing to register
 		}
-		unlock := a.keys.lock(e.Key())
+		unlock := a.keys.Lock(e.Key())
 		if cur, ok := a.journal.Get(e.Key()); ok && cur.Contrail != nil {
 			e.Contrail.VMName = cmp.Or(cur.Contrail.VMName, e.Contrail.VMName)
 			e.CreatedAt = cur.CreatedAt
@@ -458,7 +458,7 @@ func (a *Agent) contrailPostVM(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := externalKey(vmi)
-	unlock := a.keys.lock(key)
+	unlock := a.keys.Lock(key)
 	defer unlock()
 	e, ok := a.journal.Get(key)
 	if !ok {
@@ -499,7 +499,7 @@ func (a *Agent) contrailDeleteExternal(w http.ResponseWriter, match func(*Entry)
 			a.log.Debug("port api delete of an agent-managed port ignored; the CNI plugin's DEL removes it", "port", e.PortUUID)
 			continue
 		}
-		unlock := a.keys.lock(e.Key())
+		unlock := a.keys.Lock(e.Key())
 		err := a.journal.Delete(e.Key())
 		unlock()
 		if err != nil {

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	mrand "math/rand/v2"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -83,39 +82,3 @@ func portName(containerID, ifName string) string {
 }
 
 func isRuneStart(b byte) bool { return b&0xc0 != 0x80 }
-
-// keyLocks serialises work on one attachment (container id + ifname)
-// while letting different attachments proceed in parallel.
-type keyLocks struct {
-	mu    sync.Mutex
-	locks map[string]*keyLock
-}
-
-type keyLock struct {
-	mu   sync.Mutex
-	refs int
-}
-
-// lock locks key and returns its unlock function.
-func (k *keyLocks) lock(key string) func() {
-	k.mu.Lock()
-	if k.locks == nil {
-		k.locks = map[string]*keyLock{}
-	}
-	l, ok := k.locks[key]
-	if !ok {
-		l = &keyLock{}
-		k.locks[key] = l
-	}
-	l.refs++
-	k.mu.Unlock()
-	l.mu.Lock()
-	return func() {
-		l.mu.Unlock()
-		k.mu.Lock()
-		if l.refs--; l.refs == 0 {
-			delete(k.locks, key)
-		}
-		k.mu.Unlock()
-	}
-}

@@ -106,7 +106,7 @@ func (a *Agent) process(ctx context.Context, key string) error {
 // update re-reads the entry under its lock and applies fn to it when it is
 // still the same attachment (same port); fn says whether it changed it.
 func (a *Agent) update(key, portUUID string, fn func(e *Entry) bool) error {
-	unlock := a.keys.lock(key)
+	unlock := a.keys.Lock(key)
 	defer unlock()
 	e, ok := a.journal.Get(key)
 	if !ok || e.PortUUID != portUUID {
@@ -355,7 +355,7 @@ func (a *Agent) releaseAtController(ctx context.Context, e *Entry) error {
 			}
 		}
 	}
-	unlock := a.keys.lock(e.Key())
+	unlock := a.keys.Lock(e.Key())
 	defer unlock()
 	if cur, ok := a.journal.Get(e.Key()); !ok || cur.PortUUID != e.PortUUID || cur.State != StateReleasing {
 		return nil

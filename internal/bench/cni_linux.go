@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
@@ -44,6 +45,7 @@ type Config struct {
 	Keep         bool
 	innerSocket  string
 	innerDataDir string
+	innerDaemons string
 }
 
 // Result of one plugin at one concurrency.
@@ -57,6 +59,12 @@ type Result struct {
 	AddP50      time.Duration `json:"add_p50_ns"`
 	DelP50      time.Duration `json:"del_p50_ns"`
 	Wall        time.Duration `json:"wall_ns"`
+	// CPU per pair while the pairs ran: of the driver and the plugin
+	// processes it ran, and of the lab's daemons (controller and agent,
+	// which do weft's background work; the machine is shared, so they
+	// count against both plugins).
+	CPU       time.Duration `json:"cpu_per_pair_ns"`
+	DaemonCPU time.Duration `json:"daemon_cpu_per_pair_ns"`
 }
 
 // Main runs `weft-bench` with args.
@@ -78,6 +86,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&cfg.Keep, "keep-logs", false, "keep the lab's logs (printed path) after the run")
 	fs.StringVar(&cfg.innerSocket, "agent-socket", "", "(internal) agent socket")
 	fs.StringVar(&cfg.innerDataDir, "data-dir", "", "(internal) scratch directory")
+	fs.StringVar(&cfg.innerDaemons, "daemon-pids", "", "(internal) pids of the lab's daemons")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
@@ -181,7 +190,8 @@ func runOuter(ctx context.Context, cfg Config, stdout, stderr io.Writer) (err er
 	}
 	args := []string{"--net=" + netns.Path(node.Netns), exe, "cni-inner",
 		"--bin-dir", cfg.BinDir, "--baseline-dir", cfg.BaselineDir, "--iterations", strconv.Itoa(cfg.Iterations),
-		"--concurrency", joinInts(cfg.Concurrency), "--agent-socket", node.AgentSocket, "--data-dir", dir}
+		"--concurrency", joinInts(cfg.Concurrency), "--agent-socket", node.AgentSocket, "--data-dir", dir,
+		"--daemon-pids", joinInts([]int{l.Controller.PID, node.Agent.PID})}
 	if cfg.Out != "" {
 		out, err := filepath.Abs(cfg.Out)
 		if err != nil {
@@ -224,10 +234,16 @@ func runInner(ctx context.Context, cfg Config, stdout io.Writer) error {
 			_ = netns.DeleteNamed(n)
 		}
 	}()
+	var daemons []int
+	for f := range strings.SplitSeq(cfg.innerDaemons, ",") {
+		if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
+			daemons = append(daemons, pid)
+		}
+	}
 	var results []Result
 	for _, conc := range cfg.Concurrency {
 		for _, p := range plugins {
-			r, err := measure(ctx, p, conc, cfg.Iterations, prefix, cfg.innerDataDir)
+			r, err := measure(ctx, p, conc, cfg.Iterations, prefix, cfg.innerDataDir, daemons)
 			if err != nil {
 				return fmt.Errorf("%s at concurrency %d: %w", p.name, conc, err)
 			}
@@ -245,8 +261,9 @@ func runInner(ctx context.Context, cfg Config, stdout io.Writer) error {
 }
 
 // measure runs n ADD+DEL pairs over conc workers. Namespace creation and
-// deletion are not timed; each pair is.
-func measure(ctx context.Context, p plugin, conc, n int, prefix, dataDir string) (Result, error) {
+// deletion are not timed; each pair is. The CPU spent meanwhile by this
+// process, the plugins it ran and the daemons is reported too.
+func measure(ctx context.Context, p plugin, conc, n int, prefix, dataDir string, daemons []int) (Result, error) {
 	//lint:ignore SA1019 Mesos hands plugins single-plugin configs, not conflists: this is the format under test.
 	conf, err := libcni.ConfFromBytes(p.conf)
 	if err != nil {
@@ -264,6 +281,7 @@ func measure(ctx context.Context, p plugin, conc, n int, prefix, dataDir string)
 	var mu sync.Mutex
 	var firstErr error
 	var wg sync.WaitGroup
+	cpu0, daemons0 := driverCPU(), daemonCPU(daemons)
 	start := time.Now()
 	for w := range conc {
 		wg.Add(1)
@@ -292,6 +310,7 @@ func measure(ctx context.Context, p plugin, conc, n int, prefix, dataDir string)
 	}
 	wg.Wait()
 	wall := time.Since(start)
+	cpu, daemonsCPU := driverCPU()-cpu0, daemonCPU(daemons)-daemons0
 	if firstErr != nil {
 		return Result{}, firstErr
 	}
@@ -305,7 +324,44 @@ func measure(ctx context.Context, p plugin, conc, n int, prefix, dataDir string)
 	slices.Sort(adds)
 	slices.Sort(dels)
 	return Result{Plugin: p.name, Concurrency: conc, N: n, P50: pct(lat, 50), P99: pct(lat, 99), Mean: sum / time.Duration(n),
-		AddP50: pct(adds, 50), DelP50: pct(dels, 50), Wall: wall}, nil
+		AddP50: pct(adds, 50), DelP50: pct(dels, 50), Wall: wall,
+		CPU: cpu / time.Duration(n), DaemonCPU: daemonsCPU / time.Duration(n)}, nil
+}
+
+// driverCPU is the CPU time of this process and of its children that
+// have been waited for (the plugins libcni ran).
+func driverCPU() time.Duration {
+	var total time.Duration
+	for _, who := range []int{syscall.RUSAGE_SELF, syscall.RUSAGE_CHILDREN} {
+		var ru syscall.Rusage
+		if syscall.Getrusage(who, &ru) == nil {
+			total += time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		}
+	}
+	return total
+}
+
+// daemonCPU is the CPU time the processes have used so far (utime and
+// stime of /proc/<pid>/stat, in clock ticks of 10ms).
+func daemonCPU(pids []int) time.Duration {
+	var total time.Duration
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) < 13 {
+			continue
+		}
+		for _, i := range []int{11, 12} { // utime, stime after the state field
+			if v, err := strconv.ParseInt(f[i], 10, 64); err == nil {
+				total += time.Duration(v) * 10 * time.Millisecond
+			}
+		}
+	}
+	return total
 }
 
 func pct(sorted []time.Duration, p int) time.Duration {
@@ -339,10 +395,11 @@ func ms(d time.Duration) string {
 // report prints a table and the ratios weft / baseline.
 func report(w io.Writer, rs []Result) {
 	fmt.Fprintln(w, "CNI ADD+DEL latency (ms), same run, same namespace setup")
-	fmt.Fprintf(w, "%-20s %5s %6s %8s %8s %8s %9s %9s %10s\n", "plugin", "conc", "n", "p50", "p99", "mean", "ADD p50", "DEL p50", "pairs/s")
+	fmt.Fprintf(w, "%-20s %5s %6s %8s %8s %8s %9s %9s %10s %11s %11s\n", "plugin", "conc", "n", "p50", "p99", "mean", "ADD p50", "DEL p50", "pairs/s", "CPU/pair", "daemons")
 	for _, r := range rs {
-		fmt.Fprintf(w, "%-20s %5d %6d %8s %8s %8s %9s %9s %10.1f\n", r.Plugin, r.Concurrency, r.N, ms(r.P50), ms(r.P99), ms(r.Mean), ms(r.AddP50), ms(r.DelP50), float64(r.N)/r.Wall.Seconds())
+		fmt.Fprintf(w, "%-20s %5d %6d %8s %8s %8s %9s %9s %10.1f %11s %11s\n", r.Plugin, r.Concurrency, r.N, ms(r.P50), ms(r.P99), ms(r.Mean), ms(r.AddP50), ms(r.DelP50), float64(r.N)/r.Wall.Seconds(), ms(r.CPU), ms(r.DaemonCPU))
 	}
+	fmt.Fprintln(w, "(CPU/pair: driver and plugin processes; daemons: the lab's controller and agent, in the same interval)")
 	fmt.Fprintln(w, "\nratio weft-cni / bridge+host-local (lower is better)")
 	for _, r := range rs {
 		if r.Plugin != "weft-cni" {

@@ -59,7 +59,7 @@ func (l *Linux) Attach(ctx context.Context, n Network, ep Endpoint) (_ Endpoint,
 		return ep, fmt.Errorf("attach %s: %w", what, err)
 	}
 	defer release()
-	unlock := l.endpoints.lock(ep.HostIf)
+	unlock := l.endpoints.Lock(ep.HostIf)
 	defer unlock()
 	createdVeth := false
 	defer func() {
@@ -645,7 +645,7 @@ func (l *Linux) Withdraw(ctx context.Context, n Network, ep Endpoint) error {
 	if err != nil {
 		return err
 	}
-	unlock := l.endpoints.lock(ep.HostIf)
+	unlock := l.endpoints.Lock(ep.HostIf)
 	defer unlock()
 	r, link, err := l.openHostVeth(ctx, "withdraw", n, ep)
 	if err != nil || link == nil {
@@ -674,7 +674,7 @@ func (l *Linux) Detach(ctx context.Context, n Network, ep Endpoint) error {
 	if err != nil {
 		return err
 	}
-	unlock := l.endpoints.lock(ep.HostIf)
+	unlock := l.endpoints.Lock(ep.HostIf)
 	defer unlock()
 	r, link, err := l.openHostVeth(ctx, "detach", n, ep)
 	if err != nil || link == nil {
@@ -718,7 +718,7 @@ func (l *Linux) Check(ctx context.Context, n Network, ep Endpoint) error {
 	if err != nil {
 		return fmt.Errorf("check: %w", err)
 	}
-	unlock := l.endpoints.lock(ep.HostIf)
+	unlock := l.endpoints.Lock(ep.HostIf)
 	defer unlock()
 	what := ep.ContainerID + "/" + ep.IfName
 	var missing []string

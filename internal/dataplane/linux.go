@@ -19,6 +19,7 @@ import (
 	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/weft-sdn/weft/internal/keylock"
 	"github.com/weft-sdn/weft/internal/netns"
 )
 
@@ -48,7 +49,7 @@ type Linux struct {
 	syncMu    sync.Mutex
 	guardsMu  sync.Mutex
 	guards    map[int]*routerGuard
-	endpoints keyedMutex
+	endpoints keylock.Locks
 	routers   routerPool
 
 	// mtuMu guards the cached underlay MTU (see underlayMTU).
@@ -80,42 +81,6 @@ func (l *Linux) guard(vni int) *routerGuard {
 		l.guards[vni] = g
 	}
 	return g
-}
-
-// keyedMutex is a mutex per key; keys nobody holds or waits for take no
-// memory.
-type keyedMutex struct {
-	mu    sync.Mutex
-	locks map[string]*keyedLock
-}
-
-type keyedLock struct {
-	mu   sync.Mutex
-	refs int
-}
-
-// lock locks key and returns its unlock function.
-func (k *keyedMutex) lock(key string) func() {
-	k.mu.Lock()
-	if k.locks == nil {
-		k.locks = map[string]*keyedLock{}
-	}
-	l, ok := k.locks[key]
-	if !ok {
-		l = &keyedLock{}
-		k.locks[key] = l
-	}
-	l.refs++
-	k.mu.Unlock()
-	l.mu.Lock()
-	return func() {
-		l.mu.Unlock()
-		k.mu.Lock()
-		if l.refs--; l.refs == 0 {
-			delete(k.locks, key)
-		}
-		k.mu.Unlock()
-	}
 }
 
 // NewLinux returns a data plane for the node described by cfg. It checks

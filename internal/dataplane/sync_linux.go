@@ -181,30 +181,20 @@ func (l *Linux) syncNetwork(ctx context.Context, ns NetworkState) error {
 	// Sync's alone; an endpoint's are changed under its lock.
 	isOwned := func(i int) bool { _, ok := owned[i]; return ok }
 	dels, adds := planRoutes(haveRoutes, routes, isOwned, true)
-	var errs []error
-	for _, i := range slices.Sorted(maps.Keys(owned)) {
-		link := owned[i]
-		var mine []netlink.Route
-		for _, rt := range dels {
-			if rt.LinkIndex == i {
-				mine = append(mine, rt)
-			}
-		}
-		if len(mine) > 0 {
-			errs = append(errs, l.onLink(ctx, r, link, vx, func() error { return l.deleteRoutes(ctx, r, mine) }))
-		}
+	delsOf := map[int][]netlink.Route{}
+	for _, rt := range dels {
+		delsOf[rt.LinkIndex] = append(delsOf[rt.LinkIndex], rt)
 	}
-	for _, i := range slices.Sorted(maps.Keys(owned)) {
-		link := owned[i]
-		var mine []wantRoute
-		for _, w := range adds {
-			if w.link.Attrs().Index == i {
-				mine = append(mine, w)
-			}
-		}
-		if len(mine) > 0 {
-			errs = append(errs, l.onLink(ctx, r, link, vx, func() error { return l.replaceRoutes(ctx, r, mine) }))
-		}
+	addsOf := map[int][]wantRoute{}
+	for _, w := range adds {
+		addsOf[w.link.Attrs().Index] = append(addsOf[w.link.Attrs().Index], w)
+	}
+	var errs []error
+	for _, i := range slices.Sorted(maps.Keys(delsOf)) {
+		errs = append(errs, l.onLink(ctx, r, owned[i], vx, func() error { return l.deleteRoutes(ctx, r, delsOf[i]) }))
+	}
+	for _, i := range slices.Sorted(maps.Keys(addsOf)) {
+		errs = append(errs, l.onLink(ctx, r, owned[i], vx, func() error { return l.replaceRoutes(ctx, r, addsOf[i]) }))
 	}
 	// Neighbour entries.
 	errs = append(errs, l.applyNeighs(ctx, r, vx, neighsOf[vx.Attrs().Index], plan.neighs, true))
@@ -233,7 +223,7 @@ func (l *Linux) onLink(ctx context.Context, r *router, link, vx netlink.Link, fn
 		return fn()
 	}
 	name := link.Attrs().Name
-	unlock := l.endpoints.lock(name)
+	unlock := l.endpoints.Lock(name)
 	defer unlock()
 	cur, err := r.h.LinkByIndex(link.Attrs().Index)
 	if err != nil && !isLinkNotFound(err) {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/weft-sdn/weft/internal/api"
+	"github.com/weft-sdn/weft/internal/dataplane"
 )
 
 // result020 and result100 are the shapes a runtime reads back.
@@ -324,4 +325,43 @@ func TestAgentKilledDuringPing(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("agent down for 1.2 s during 200 pings at 20 ms: %s", strings.TrimSpace(m[0]))
+}
+
+// DEL answers once the interface is out of service; destroying it and
+// releasing the address come after. An agent SIGKILLed right after the
+// answer finishes both after its restart, from its journal.
+func TestDeleteThenAgentKilled(t *testing.T) {
+	c := newCluster(t, 1)
+	n := c.nodes[0]
+	c.createNetwork("blue", api.Subnet{CIDR: "10.0.0.0/24"})
+	a := c.newContainer("a")
+	raw, err := a.add(t, n, "eth0", "0.2.0", networkInfo("blue", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r result020
+	if err := json.Unmarshal(raw, &r); err != nil || r.IP4 == nil {
+		t.Fatalf("result: %v %s", err, raw)
+	}
+	ip, host := addr(r.IP4.IP), dataplane.HostIfName(a.id, "eth0")
+	if err := a.del(t, n, "eth0", a.path); err != nil {
+		t.Fatalf("DEL: %v", err)
+	}
+	n.kill()
+	n.start()
+	n.waitReady()
+	eventually(t, 10*time.Second, "interface destroyed and address released after the restart", func() error {
+		if d := n.dump(); strings.Contains(d, host) {
+			return fmt.Errorf("%s still in the data plane:\n%s", host, d)
+		}
+		for _, res := range c.reservations("blue") {
+			if res.Address == ip && !strings.HasPrefix(res.Owner, "spare:") {
+				return fmt.Errorf("%s still reserved by %s", ip, res.Owner)
+			}
+		}
+		return nil
+	})
+	if out, _ := a.exec("ip", "-o", "link", "show"); strings.Contains(out, "eth0") {
+		t.Errorf("eth0 left in the container: %s", out)
+	}
 }
