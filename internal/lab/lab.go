@@ -51,6 +51,9 @@ type Options struct {
 	// ManagerListen is the mesos-manager's introspect address (default
 	// 127.0.0.1:8109).
 	ManagerListen string
+	// NoMarathon leaves out the Marathon emulator and the mesos-manager
+	// (the CNI benchmark measures the attach path alone).
+	NoMarathon bool
 	// Quarantine of released addresses (default 10s in the lab).
 	Quarantine time.Duration
 	// Spares per network and family on each agent (default 8).

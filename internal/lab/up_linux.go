@@ -153,6 +153,9 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 		}
 	}
 	l.log.Info("agents ready", "nodes", len(l.Nodes))
+	if opts.NoMarathon {
+		return l, nil
+	}
 
 	// Marathon, scheduling onto every node's Mesos agent emulator.
 	var agentsFlag []string
