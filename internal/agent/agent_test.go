@@ -758,3 +758,24 @@ func TestPortName(t *testing.T) {
 		t.Fatalf("long name %q (%d)", got, len(got))
 	}
 }
+
+func TestMergeManagerFieldsKeepsMetadata(t *testing.T) {
+	agentView := &api.Port{Meta: api.Meta{Labels: map[string]string{"networks": "blue"}}, Network: "n", Node: "node1",
+		IPs: []api.PortIP{{Address: "10.0.0.5"}}, SecurityGroups: []string{"d:p:missing"}}
+	cur := &api.Port{Meta: api.Meta{ResourceVersion: 42, Labels: map[string]string{"networks": "old", "weft/managed-by": "mesos-manager"}},
+		AppID: "/web", TaskID: "web.1", InstanceID: "web.instance-1", FloatingIPs: []string{"d:p:n:pool(1.2.3.4)"},
+		SecurityGroups: []string{"d:p:sg"}, IPs: []api.PortIP{{Address: "10.0.0.9"}}}
+	got := mergeManagerFields(agentView, cur)
+	switch {
+	case got.ResourceVersion != 42:
+		t.Errorf("no compare-and-swap: resource_version %d", got.ResourceVersion)
+	case got.AppID != "/web" || got.TaskID != "web.1" || got.InstanceID != "web.instance-1":
+		t.Errorf("manager ids lost: %+v", got)
+	case len(got.FloatingIPs) != 1 || got.SecurityGroups[0] != "d:p:sg":
+		t.Errorf("floating IPs or security groups lost: %+v", got)
+	case got.Labels["weft/managed-by"] != "mesos-manager" || got.Labels["networks"] != "blue":
+		t.Errorf("labels: %v", got.Labels)
+	case got.IPs[0].Address != "10.0.0.5" || got.Node != "node1":
+		t.Errorf("agent-owned fields not the agent's: %+v", got)
+	}
+}

@@ -222,7 +222,7 @@ func (a *Agent) writePort(ctx context.Context, e *Entry) error {
 	p := a.portObject(e)
 	err := a.client.Create(cctx, api.KindPort.Plural(), p, nil)
 	if errors.Is(err, api.ErrConflict) {
-		err = a.client.Update(cctx, api.KindPort.Plural(), e.PortUUID, a.portObject(e), nil)
+		err = a.updatePort(cctx, e)
 		if errors.Is(err, api.ErrNotFound) {
 			err = a.replaceStalePort(cctx, e)
 		}
@@ -232,6 +232,47 @@ func (a *Agent) writePort(ctx context.Context, e *Entry) error {
 		return fmt.Errorf("write port %s of %s: %w", e.PortName, e.describe(), err)
 	}
 	return nil
+}
+
+// updatePort rewrites the fields the agent owns (network, node, container,
+// interface, MAC, addresses, state) on an existing port with a
+// compare-and-swap, keeping what the mesos-manager keeps there: app, task
+// and instance ids, floating IPs, its weft/* labels, and the security
+// groups it checked.
+func (a *Agent) updatePort(ctx context.Context, e *Entry) error {
+	for range 8 {
+		var cur api.Port
+		if err := a.client.Get(ctx, api.KindPort.Plural(), e.PortUUID, &cur); err != nil {
+			return err
+		}
+		p := mergeManagerFields(a.portObject(e), &cur)
+		err := a.client.Update(ctx, api.KindPort.Plural(), e.PortUUID, p, nil)
+		if !errors.Is(err, api.ErrConflict) {
+			return err
+		}
+	}
+	return api.Conflict("", "port %s keeps changing; will retry", e.PortUUID)
+}
+
+// mergeManagerFields copies onto p, the agent's view of a port, the fields
+// another component maintains on cur, and cur's resource version so that
+// the update is a compare-and-swap.
+func mergeManagerFields(p *api.Port, cur *api.Port) *api.Port {
+	p.ResourceVersion = cur.ResourceVersion
+	p.AppID, p.TaskID, p.InstanceID = cur.AppID, cur.TaskID, cur.InstanceID
+	p.FloatingIPs = cur.FloatingIPs
+	if len(cur.SecurityGroups) > 0 {
+		p.SecurityGroups = cur.SecurityGroups
+	}
+	for k, v := range cur.Labels {
+		if strings.HasPrefix(k, "weft/") {
+			if p.Labels == nil {
+				p.Labels = map[string]string{}
+			}
+			p.Labels[k] = v
+		}
+	}
+	return p
 }
 
 // replaceStalePort deletes the port holding the entry's port name when it
