@@ -30,7 +30,7 @@ if [ -f "$state/lab.json" ]; then
   step "an earlier demo lab is still up: taking it down first"
   run weft lab down
 fi
-step "a 3-node lab: node namespaces on a 198.18.0.0/24 underlay, a controller, one agent and one Mesos agent emulator per node"
+step "a 3-node lab: node namespaces on a 198.18.0.0/24 underlay, a controller, a Weft agent and a Mesos agent emulator per node, Marathon and the mesos-manager"
 run weft lab up --nodes 3 --controller-listen "$listen"
 
 step "two virtual networks with the same subnet"
@@ -52,5 +52,7 @@ step "connectivity: blue reaches blue across nodes, red reaches red, blue and re
 run weft lab matrix
 
 echo
-echo "The lab keeps running. Try: weft lab exec blue1 -- ping -c3 10.10.0.50 ; weftctl port list"
-echo "Take it down with: sudo $root/bin/weft lab down"
+rel=$(realpath --relative-to="$PWD" "$root/bin" 2>/dev/null || echo "$root/bin")
+echo "The lab keeps running. Try: $rel/weft lab exec blue1 -- ping -c3 10.10.0.50 ; $rel/weftctl port list ; curl $WEFT_SERVER/v1/networks"
+echo "Marathon: http://${WEFT_DEMO_MARATHON:-127.0.0.1:8080}  mesos-manager: http://127.0.0.1:8109"
+echo "Take it down with: sudo $rel/weft lab down"
