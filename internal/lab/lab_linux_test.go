@@ -165,6 +165,9 @@ func TestUpStatusDown(t *testing.T) {
 		t.Fatalf("down: %v", err)
 	}
 	assertNothingLeft(t, prefix, before, procs)
+	if left := processesNaming(dir); len(left) > 0 {
+		t.Errorf("processes of the lab still run: %+v", left)
+	}
 	if _, err := os.Stat(filepath.Join(dir, stateFile)); !os.IsNotExist(err) {
 		t.Errorf("state file left: %v", err)
 	}
@@ -206,6 +209,10 @@ func TestDownAfterUpCrashed(t *testing.T) {
 	down, err := exec.Command(weft, "lab", "down", "--state-dir", dir).CombinedOutput()
 	if err != nil {
 		t.Fatalf("lab down: %v\n%s", err, down)
+	}
+	// Also the daemons `up` started but had not recorded yet.
+	if left := processesNaming(dir); len(left) > 0 {
+		t.Errorf("processes of the lab still run: %+v", left)
 	}
 	assertNothingLeft(t, prefix, before, append([]Process{st.Controller}, agents(st.Nodes)...))
 }

@@ -309,7 +309,13 @@ func (l *Lab) Down(ctx context.Context) error {
 		stop(n.Agent, 5*time.Second)
 	}
 	stop(l.Controller, 10*time.Second)
-	for _, p := range l.processes() {
+	// A crash of `up` between starting a daemon and recording it leaves a
+	// process the state does not name; every lab daemon names the state
+	// dir on its command line, so find those too.
+	for _, p := range processesNaming(l.dir) {
+		stop(p, 2*time.Second)
+	}
+	for _, p := range append(l.processes(), processesNaming(l.dir)...) {
 		if p.Alive() {
 			errs = append(errs, fmt.Errorf("process %d did not stop", p.PID))
 		}
@@ -366,6 +372,32 @@ func (l *Lab) processes() []Process {
 		ps = append(ps, n.Agent, n.Emulator)
 	}
 	return ps
+}
+
+// processesNaming lists the processes whose command line has an argument
+// under dir (the lab's daemons all do), except this one.
+func processesNaming(dir string) []Process {
+	entries, _ := os.ReadDir("/proc")
+	var out []Process
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		for _, arg := range strings.Split(string(b), "\x00") {
+			if strings.Contains(arg, dir+"/") || strings.HasSuffix(arg, dir) {
+				if st := procStart(pid); st != 0 {
+					out = append(out, Process{PID: pid, Start: st})
+				}
+				break
+			}
+		}
+	}
+	return out
 }
 
 // killTasks kills task processes an emulator recorded under its root and
