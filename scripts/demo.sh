@@ -39,11 +39,14 @@ run weftctl network create red --subnet 10.10.0.0/24 >/dev/null
 weftctl network list
 
 step "tasks, launched through each node's Mesos agent emulator and weft-cni"
-run weft lab task run web --node node1                                         # no label: mesos-default-pod-task
-run weft lab task run blue1 --node node2 --network blue                        # networks=blue label
+# Explicit addresses before automatic ones on the same network: an explicit
+# request for an address in the dynamic range loses to an earlier automatic
+# allocation of it.
 run weft lab task run db --node node3 --network blue --ip 10.10.0.50           # a static address
-run weft lab task run multi --node node1 --network blue --network red          # two interfaces
+run weft lab task run blue1 --node node2 --network blue                        # networks=blue label
 run weft lab task run red1 --node node2 --network red --ip "$(weft lab task list | awk '$1=="blue1"{print $4}')"  # blue1's address, in red
+run weft lab task run multi --node node1 --network blue --network red          # two interfaces
+run weft lab task run web --node node1                                         # no label: mesos-default-pod-task
 
 step "status"
 run weft lab status

@@ -84,11 +84,13 @@ func TestLabDemoScenario(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	web := run(t, l, lab.TaskRequest{Name: "web", Node: "node1"})
-	b1 := run(t, l, lab.TaskRequest{Name: "blue1", Node: "node2", Networks: []string{"blue"}})
+	// Explicit addresses first: an explicit request for an address in the
+	// dynamic range loses to an earlier automatic allocation of it.
 	b2 := run(t, l, lab.TaskRequest{Name: "blue2", Node: "node3", Networks: []string{"blue"}, IP: "10.10.0.50"})
-	multi := run(t, l, lab.TaskRequest{Name: "multi", Node: "node1", Networks: []string{"blue", "red"}})
+	b1 := run(t, l, lab.TaskRequest{Name: "blue1", Node: "node2", Networks: []string{"blue"}})
 	r1 := run(t, l, lab.TaskRequest{Name: "red1", Node: "node2", Networks: []string{"red"}, IP: b1.IPs[0]})
+	multi := run(t, l, lab.TaskRequest{Name: "multi", Node: "node1", Networks: []string{"blue", "red"}})
+	web := run(t, l, lab.TaskRequest{Name: "web", Node: "node1"})
 
 	if !strings.HasPrefix(web.IPs[0], "10.32.") {
 		t.Errorf("web on the default network got %v", web.IPs)
