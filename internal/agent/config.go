@@ -2,7 +2,6 @@ package agent
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/weft-sdn/weft/internal/api"
+	"github.com/weft-sdn/weft/internal/config"
 )
 
 // Config of `weft agent`: defaults, then an optional JSON file (--config),
@@ -64,29 +64,7 @@ type Config struct {
 }
 
 // Duration is a time.Duration written as "5s" in config files.
-type Duration time.Duration
-
-// MarshalJSON writes the duration as a string.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
-
-// UnmarshalJSON reads "5s" (or a number of seconds).
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		var secs float64
-		if err2 := json.Unmarshal(b, &secs); err2 != nil {
-			return fmt.Errorf("duration must be a string like \"5s\": %w", err)
-		}
-		*d = Duration(secs * float64(time.Second))
-		return nil
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return err
-	}
-	*d = Duration(v)
-	return nil
-}
+type Duration = config.Duration
 
 // Defaults.
 const (
@@ -119,76 +97,14 @@ func DefaultConfig() Config {
 	}
 }
 
-// listFlag is a repeatable flag that also accepts comma-separated values.
-type listFlag struct {
-	dst *[]string
-	set bool
-}
-
-func (l *listFlag) String() string {
-	if l.dst == nil {
-		return ""
-	}
-	return strings.Join(*l.dst, ",")
-}
-
-func (l *listFlag) Set(v string) error {
-	if !l.set {
-		*l.dst, l.set = nil, true
-	}
-	for p := range strings.SplitSeq(v, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			*l.dst = append(*l.dst, p)
-		}
-	}
-	return nil
-}
-
-type durationFlag struct{ dst *Duration }
-
-func (d durationFlag) String() string {
-	if d.dst == nil {
-		return ""
-	}
-	return time.Duration(*d.dst).String()
-}
-
-func (d durationFlag) Set(v string) error {
-	x, err := time.ParseDuration(v)
-	if err != nil {
-		return err
-	}
-	*d.dst = Duration(x)
-	return nil
-}
-
 // ParseConfig builds the configuration from args (without the program and
 // subcommand names): defaults, the --config file, then the flags. It fills
 // the underlay address from the default route when none is given, and
 // validates the result. Usage goes to out.
 func ParseConfig(args []string, out io.Writer) (Config, error) {
-	cfg := DefaultConfig()
-	var file string
-	fs := cfg.flagSet(&file, out)
-	if err := fs.Parse(args); err != nil {
+	cfg, err := config.Load(args, DefaultConfig, func(c *Config, file *string) *flag.FlagSet { return c.flagSet(file, out) })
+	if err != nil {
 		return cfg, err
-	}
-	if file != "" {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return cfg, fmt.Errorf("read config: %w", err)
-		}
-		cfg = DefaultConfig()
-		if err := api.DecodeStrict(b, &cfg); err != nil {
-			return cfg, fmt.Errorf("config file %s: %w", file, err)
-		}
-		fs = cfg.flagSet(&file, out)
-		if err := fs.Parse(args); err != nil {
-			return cfg, err
-		}
-	}
-	if fs.NArg() > 0 {
-		return cfg, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	if cfg.UnderlayIP == "" && cfg.NodeNetns == "" {
 		a, err := DefaultRouteSource()
@@ -201,8 +117,7 @@ func ParseConfig(args []string, out io.Writer) (Config, error) {
 }
 
 func (c *Config) flagSet(file *string, out io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("weft agent", flag.ContinueOnError)
-	fs.SetOutput(out)
+	fs := config.NewFlagSet("weft agent", out)
 	fs.StringVar(file, "config", "", "optional JSON config file; flags override it")
 	fs.StringVar(&c.NodeName, "node-name", c.NodeName, "name of this node in the controller")
 	fs.StringVar(&c.UnderlayIP, "underlay-ip", c.UnderlayIP, "underlay (fabric) address of the node; empty takes the default route's source")
@@ -215,11 +130,11 @@ func (c *Config) flagSet(file *string, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.RouterNSPrefix, "router-ns-prefix", c.RouterNSPrefix, "name prefix of the per-network router namespaces")
 	fs.IntVar(&c.VXLANPort, "vxlan-port", c.VXLANPort, "UDP port of VXLAN")
 	fs.IntVar(&c.Spares, "spares", c.Spares, "addresses reserved ahead of need per network and family")
-	fs.Var(durationFlag{&c.HeartbeatInterval}, "heartbeat-interval", "interval of heartbeats to the controller")
-	fs.Var(durationFlag{&c.ResyncInterval}, "resync-interval", "interval of full data-plane syncs that repair drift")
-	fs.Var(&listFlag{dst: &c.DNS.Nameservers}, "dns-nameserver", "nameserver handed to containers (repeatable)")
+	fs.Var(config.DurationFlag(&c.HeartbeatInterval), "heartbeat-interval", "interval of heartbeats to the controller")
+	fs.Var(config.DurationFlag(&c.ResyncInterval), "resync-interval", "interval of full data-plane syncs that repair drift")
+	fs.Var(config.ListFlag(&c.DNS.Nameservers), "dns-nameserver", "nameserver handed to containers (repeatable)")
 	fs.StringVar(&c.DNS.Domain, "dns-domain", c.DNS.Domain, "DNS domain handed to containers")
-	fs.Var(&listFlag{dst: &c.DNS.Search}, "dns-search", "DNS search domain handed to containers (repeatable)")
+	fs.Var(config.ListFlag(&c.DNS.Search), "dns-search", "DNS search domain handed to containers (repeatable)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: weft agent [flags]\n\nRuns the Weft node agent: registers the node with the controller, programs\nthe node's data plane, and serves the CNI plugin on a unix socket and the\nContrail-style port API.\n\nFlags:\n")

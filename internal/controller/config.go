@@ -1,18 +1,16 @@
 package controller
 
 import (
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/weft-sdn/weft/internal/api"
+	"github.com/weft-sdn/weft/internal/config"
 )
 
 // Config of `weft controller`: defaults, then an optional JSON file
@@ -50,29 +48,7 @@ type Config struct {
 }
 
 // Duration is a time.Duration written as "60s" in config files.
-type Duration time.Duration
-
-// MarshalJSON writes the duration as a string.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
-
-// UnmarshalJSON reads "60s" (or a number of seconds).
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		var secs float64
-		if err2 := json.Unmarshal(b, &secs); err2 != nil {
-			return fmt.Errorf("duration must be a string like \"60s\": %w", err)
-		}
-		*d = Duration(secs * float64(time.Second))
-		return nil
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return err
-	}
-	*d = Duration(v)
-	return nil
-}
+type Duration = config.Duration
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
@@ -90,95 +66,31 @@ func DefaultConfig() Config {
 	}
 }
 
-// listFlag is a repeatable flag that also accepts comma-separated values.
-type listFlag struct {
-	dst *[]string
-	set bool
-}
-
-func (l *listFlag) String() string {
-	if l.dst == nil {
-		return ""
-	}
-	return strings.Join(*l.dst, ",")
-}
-
-func (l *listFlag) Set(v string) error {
-	if !l.set {
-		*l.dst, l.set = nil, true
-	}
-	for p := range strings.SplitSeq(v, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			*l.dst = append(*l.dst, p)
-		}
-	}
-	return nil
-}
-
-type durationFlag struct{ dst *Duration }
-
-func (d durationFlag) String() string {
-	if d.dst == nil {
-		return ""
-	}
-	return time.Duration(*d.dst).String()
-}
-
-func (d durationFlag) Set(v string) error {
-	x, err := time.ParseDuration(v)
-	if err != nil {
-		return err
-	}
-	*d.dst = Duration(x)
-	return nil
-}
-
 // ParseConfig builds the configuration from args (without the program and
 // subcommand names). Usage goes to out.
 func ParseConfig(args []string, out io.Writer) (Config, error) {
-	cfg := DefaultConfig()
-	var file string
-	// First pass: find --config. Second pass: flags over the file.
-	fs := cfg.flagSet(&file, out)
-	if err := fs.Parse(args); err != nil {
+	cfg, err := config.Load(args, DefaultConfig, func(c *Config, file *string) *flag.FlagSet { return c.flagSet(file, out) })
+	if err != nil {
 		return cfg, err
-	}
-	if file != "" {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return cfg, fmt.Errorf("read config: %w", err)
-		}
-		cfg = DefaultConfig()
-		if err := api.DecodeStrict(b, &cfg); err != nil {
-			return cfg, fmt.Errorf("config file %s: %w", file, err)
-		}
-		fs = cfg.flagSet(&file, out)
-		if err := fs.Parse(args); err != nil {
-			return cfg, err
-		}
-	}
-	if fs.NArg() > 0 {
-		return cfg, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	return cfg, cfg.Validate()
 }
 
 func (c *Config) flagSet(file *string, out io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("weft controller", flag.ContinueOnError)
-	fs.SetOutput(out)
+	fs := config.NewFlagSet("weft controller", out)
 	fs.StringVar(file, "config", "", "optional JSON config file; flags override it")
 	fs.StringVar(&c.Listen, "listen", c.Listen, "address of the HTTP API")
 	fs.StringVar(&c.ListenUnix, "listen-unix", c.ListenUnix, "optional unix socket serving the same API (reachable from other network namespaces)")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory of the embedded etcd's data")
-	fs.Var(&listFlag{dst: &c.EtcdEndpoints}, "etcd-endpoints", "external etcd cluster (comma-separated client URLs); empty runs an embedded etcd")
+	fs.Var(config.ListFlag(&c.EtcdEndpoints), "etcd-endpoints", "external etcd cluster (comma-separated client URLs); empty runs an embedded etcd")
 	fs.StringVar(&c.EtcdListen, "etcd-listen", c.EtcdListen, "client URL of the embedded etcd (port 0 picks a free port)")
-	fs.Var(durationFlag{&c.Quarantine}, "quarantine", "how long a released address rests before it is handed out again")
-	fs.Var(&listFlag{dst: &c.TaskSubnets}, "task-subnet", "subnet of the default task network mesos-default-pod-task (repeatable; IPv4 and IPv6)")
-	fs.Var(&listFlag{dst: &c.FabricSubnets}, "fabric-subnet", "subnet of the ip-fabric network (repeatable)")
+	fs.Var(config.DurationFlag(&c.Quarantine), "quarantine", "how long a released address rests before it is handed out again")
+	fs.Var(config.ListFlag(&c.TaskSubnets), "task-subnet", "subnet of the default task network mesos-default-pod-task (repeatable; IPv4 and IPv6)")
+	fs.Var(config.ListFlag(&c.FabricSubnets), "fabric-subnet", "subnet of the ip-fabric network (repeatable)")
 	fs.StringVar(&c.VTEPSubnet, "vtep-subnet", c.VTEPSubnet, "IPv4 subnet of node VTEP addresses (at least /8)")
 	fs.StringVar(&c.VTEPMACOUI, "vtep-mac-oui", c.VTEPMACOUI, "OUI of VTEP MACs; the low 3 bytes come from the VTEP address")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
-	fs.Var(durationFlag{&c.ShutdownTimeout}, "shutdown-timeout", "bound of the graceful shutdown")
+	fs.Var(config.DurationFlag(&c.ShutdownTimeout), "shutdown-timeout", "bound of the graceful shutdown")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: weft controller [flags]\n\nRuns the Weft controller: the resource API, the IPAM server and the\nwatch stream, with state in etcd (embedded unless --etcd-endpoints).\n\nFlags:\n")
 		fs.PrintDefaults()

@@ -1,7 +1,6 @@
 package mesosmanager
 
 import (
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/weft-sdn/weft/internal/api"
+	"github.com/weft-sdn/weft/internal/config"
 )
 
 // Defaults of Config.
@@ -37,29 +37,7 @@ var DefaultNetworks = []string{"weft", "contrail-cni-plugin"}
 
 // Duration is a time.Duration written as "5s" in config files (a number
 // is seconds).
-type Duration time.Duration
-
-// MarshalJSON writes the duration as a string.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
-
-// UnmarshalJSON reads "5s" or a number of seconds.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		var secs float64
-		if err2 := json.Unmarshal(b, &secs); err2 != nil {
-			return fmt.Errorf("duration must be a string like \"5s\": %w", err)
-		}
-		*d = Duration(secs * float64(time.Second))
-		return nil
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("bad duration: %w", err)
-	}
-	*d = Duration(v)
-	return nil
-}
+type Duration = config.Duration
 
 // Config of `weft mesos-manager`: defaults, then an optional JSON file
 // (--config), then flags; ParseConfig validates the result once.
@@ -140,102 +118,38 @@ func DefaultConfig() Config {
 	}
 }
 
-// listFlag is a repeatable flag that also takes comma-separated values;
-// the first use replaces the default.
-type listFlag struct {
-	dst *[]string
-	set bool
-}
-
-func (l *listFlag) String() string {
-	if l.dst == nil {
-		return ""
-	}
-	return strings.Join(*l.dst, ",")
-}
-
-func (l *listFlag) Set(v string) error {
-	if !l.set {
-		*l.dst, l.set = nil, true
-	}
-	for p := range strings.SplitSeq(v, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			*l.dst = append(*l.dst, p)
-		}
-	}
-	return nil
-}
-
-type durationFlag struct{ dst *Duration }
-
-func (d durationFlag) String() string {
-	if d.dst == nil {
-		return ""
-	}
-	return time.Duration(*d.dst).String()
-}
-
-func (d durationFlag) Set(v string) error {
-	x, err := time.ParseDuration(v)
-	if err != nil {
-		return err
-	}
-	*d.dst = Duration(x)
-	return nil
-}
-
 // ParseConfig builds the configuration from args (without the program and
 // subcommand names): defaults, the --config file, then the flags, and
 // validates it. Usage and flag errors go to out.
 func ParseConfig(args []string, out io.Writer) (Config, error) {
-	cfg := DefaultConfig()
-	var file string
-	fs := cfg.flagSet(&file, out)
-	if err := fs.Parse(args); err != nil {
+	cfg, err := config.Load(args, DefaultConfig, func(c *Config, file *string) *flag.FlagSet { return c.flagSet(file, out) })
+	if err != nil {
 		return cfg, err
-	}
-	if file != "" {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return cfg, fmt.Errorf("read config: %w", err)
-		}
-		cfg = DefaultConfig()
-		if err := api.DecodeStrict(b, &cfg); err != nil {
-			return cfg, fmt.Errorf("config file %s: %w", file, err)
-		}
-		fs = cfg.flagSet(&file, out)
-		if err := fs.Parse(args); err != nil {
-			return cfg, err
-		}
-	}
-	if fs.NArg() > 0 {
-		return cfg, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	return cfg, cfg.Validate()
 }
 
 func (c *Config) flagSet(file *string, out io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("weft mesos-manager", flag.ContinueOnError)
-	fs.SetOutput(out)
+	fs := config.NewFlagSet("weft mesos-manager", out)
 	fs.StringVar(file, "config", "", "optional JSON config file; flags override it")
-	fs.Var(&listFlag{dst: &c.Marathon}, "marathon", "Marathon base URL(s), comma-separated or repeated")
+	fs.Var(config.ListFlag(&c.Marathon), "marathon", "Marathon base URL(s), comma-separated or repeated")
 	fs.StringVar(&c.MarathonUser, "marathon-user", c.MarathonUser, "Marathon Basic-auth user")
 	fs.StringVar(&c.MarathonPassword, "marathon-password", c.MarathonPassword, "Marathon Basic-auth password")
 	fs.StringVar(&c.MarathonToken, "marathon-token", c.MarathonToken, "DC/OS authentication token for Marathon")
 	fs.StringVar(&c.Controller, "controller", c.Controller, "controller API: http(s) URL, or unix:///path of its socket")
-	fs.Var(&listFlag{dst: &c.Networks}, "networks", "Marathon network names to manage, comma-separated")
+	fs.Var(config.ListFlag(&c.Networks), "networks", "Marathon network names to manage, comma-separated")
 	fs.StringVar(&c.DefaultNetwork, "marathon-default-network", c.DefaultNetwork, "Marathon's --default_network_name (the name of an unnamed container network)")
 	fs.StringVar(&c.Listen, "listen", c.Listen, "address of the introspection page and /metrics (empty disables it)")
 	fs.StringVar(&c.ID, "id", c.ID, "identity of this replica as lease holder")
 	fs.StringVar(&c.LeaseName, "lease-name", c.LeaseName, "controller lease the replicas compete for")
-	fs.Var(durationFlag{&c.LeaseTTL}, "lease-ttl", "leader lease TTL (whole seconds); renewed every third of it")
-	fs.Var(durationFlag{&c.UnreachableGrace}, "unreachable-grace", "how long an UNREACHABLE/UNKNOWN task keeps its ports")
-	fs.Var(durationFlag{&c.ResyncInterval}, "resync-interval", "period of full resyncs with Marathon")
-	fs.Var(durationFlag{&c.RetryInterval}, "retry-interval", "first retry delay of a task whose port is not in the controller yet")
+	fs.Var(config.DurationFlag(&c.LeaseTTL), "lease-ttl", "leader lease TTL (whole seconds); renewed every third of it")
+	fs.Var(config.DurationFlag(&c.UnreachableGrace), "unreachable-grace", "how long an UNREACHABLE/UNKNOWN task keeps its ports")
+	fs.Var(config.DurationFlag(&c.ResyncInterval), "resync-interval", "period of full resyncs with Marathon")
+	fs.Var(config.DurationFlag(&c.RetryInterval), "retry-interval", "first retry delay of a task whose port is not in the controller yet")
 	fs.StringVar(&c.MesosMaster, "mesos-master", c.MesosMaster, "Mesos master URL; enables agent-removal cleanup (empty: off)")
 	fs.BoolVar(&c.MesosSubscribe, "mesos-subscribe", c.MesosSubscribe, "follow the master's operator API SUBSCRIBE stream instead of polling /master/state")
-	fs.Var(durationFlag{&c.MesosPollInterval}, "mesos-poll-interval", "period of /master/state polls")
-	fs.Var(durationFlag{&c.AgentGrace}, "agent-grace", "how long a Mesos agent must be gone before its node is deleted")
+	fs.Var(config.DurationFlag(&c.MesosPollInterval), "mesos-poll-interval", "period of /master/state polls")
+	fs.Var(config.DurationFlag(&c.AgentGrace), "agent-grace", "how long a Mesos agent must be gone before its node is deleted")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: weft mesos-manager [flags]\n\nFollows Marathon (and optionally the Mesos master) and keeps the controller's\nports in step: task metadata and labels on ports, release of ports of\nfinished tasks, resync after every reconnect, node cleanup after agent\nremoval. Several replicas elect one leader through a controller lease.\n\nFlags:\n")

@@ -1,8 +1,6 @@
 package client
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -101,46 +99,5 @@ func (c *Client) WatchKinds(ctx context.Context, since int64, kinds []api.Kind, 
 		names[i] = string(k)
 	}
 	q := url.Values{"since": {strconv.FormatInt(since, 10)}, "kind": {strings.Join(names, ",")}}
-	req, err := c.newRequest(ctx, http.MethodGet, "/v1/watch", q, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Accept", "application/x-ndjson, application/json")
-	resp, err := c.watch.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return clientResponseError(resp)
-	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 0, 64<<10), clientMaxWatchLine)
-	last := since
-	for sc.Scan() {
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 {
-			continue
-		}
-		ev, err := clientParseWatchEvent(line)
-		if err != nil {
-			return fmt.Errorf("watch after revision %d: %w", last, err)
-		}
-		if err := fn(ev); err != nil {
-			return err
-		}
-		if ev.Revision > last {
-			last = ev.Revision
-		}
-	}
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("watch after revision %d: read stream: %w", last, err)
-	}
-	return fmt.Errorf("watch after revision %d: stream closed by server: %w", last, io.EOF)
+	return c.streamWatch(ctx, since, q, fn)
 }

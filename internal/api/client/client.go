@@ -284,7 +284,11 @@ func (c *Client) Version(ctx context.Context) (api.Version, error) {
 // events; any other error when the stream broke. The caller resumes from
 // the last revision it saw.
 func (c *Client) Watch(ctx context.Context, since int64, fn func(api.WatchEvent) error) error {
-	q := url.Values{"since": {strconv.FormatInt(since, 10)}}
+	return c.streamWatch(ctx, since, url.Values{"since": {strconv.FormatInt(since, 10)}}, fn)
+}
+
+// streamWatch streams the watch with query q (since and optional kinds).
+func (c *Client) streamWatch(ctx context.Context, since int64, q url.Values, fn func(api.WatchEvent) error) error {
 	req, err := c.newRequest(ctx, http.MethodGet, "/v1/watch", q, nil)
 	if err != nil {
 		return err
