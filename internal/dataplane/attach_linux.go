@@ -294,6 +294,8 @@ func (l *Linux) configureHost(ctx context.Context, r *router, host netlink.Link,
 // A new interface (fresh) holds no address or neighbour entry yet, so
 // those are not listed first.
 func (l *Linux) configureContainer(ctx context.Context, ch *netlink.Handle, cl netlink.Link, ep Endpoint, addrs []epAddr, gwMAC net.HardwareAddr, fresh bool) error {
+	unlock := l.containers.Lock(ep.Netns)
+	defer unlock()
 	if err := l.ensureUp(ctx, ch, cl, ep.Netns); err != nil {
 		return err
 	}

@@ -955,3 +955,30 @@ func TestRouterDeletedByHand(t *testing.T) {
 		t.Errorf("dump after the router was made again:\n%s", d)
 	}
 }
+
+// A runtime attaches a container's interfaces in parallel (Mesos does):
+// eth0 on blue and eth1 on red, with the same subnet and gateway, must both
+// succeed every time, whichever is configured first.
+func TestParallelAttachOfOneContainer(t *testing.T) {
+	e := newEnv(t, 1)
+	for i := range 12 {
+		name := fmt.Sprintf("par%d", i)
+		path := e.container(name)
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for j, n := range []Network{blue, red} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ep := Endpoint{ContainerID: name, IfName: fmt.Sprintf("eth%d", j), Netns: path, IPs: ips(fmt.Sprintf("10.0.0.%d/24", 100+2*i+j))}
+				_, errs[j] = e.dps[0].Attach(e.ctx, n, ep)
+			}()
+		}
+		wg.Wait()
+		for j, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d: parallel attach of eth%d: %v", i, j, err)
+			}
+		}
+	}
+}

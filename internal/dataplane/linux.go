@@ -50,7 +50,12 @@ type Linux struct {
 	guardsMu  sync.Mutex
 	guards    map[int]*routerGuard
 	endpoints keylock.Locks
-	routers   routerPool
+	// containers serialises the configuration inside one container
+	// namespace: a runtime attaches a container's interfaces in parallel
+	// (Mesos does), and they share its routing table. Taken inside an
+	// endpoint lock, never the other way round.
+	containers keylock.Locks
+	routers    routerPool
 
 	// mtuMu guards the cached underlay MTU (see underlayMTU).
 	mtuMu   sync.Mutex
