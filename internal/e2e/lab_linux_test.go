@@ -5,7 +5,10 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -38,8 +41,23 @@ func upLab(t *testing.T, nodes int, quarantine time.Duration) *lab.Lab {
 		t.Fatalf("lab up: %v", err)
 	}
 	t.Cleanup(func() {
+		// Every task's processes must go with the lab: note the tasks'
+		// namespaces, then look for anything still in one after down.
+		var taskNS []uint64
+		for _, n := range l.Nodes {
+			nss, _ := filepath.Glob(filepath.Join(n.EmulatorRoot, "*", "ns"))
+			for _, ns := range nss {
+				var st syscall.Stat_t
+				if syscall.Stat(ns, &st) == nil {
+					taskNS = append(taskNS, st.Ino)
+				}
+			}
+		}
 		if err := l.Down(context.Background()); err != nil {
 			t.Errorf("lab down: %v", err)
+		}
+		if left := processesIn(taskNS); len(left) > 0 {
+			t.Errorf("task processes left after down: %v", left)
 		}
 		if left, _ := netns.List(prefix); len(left) > 0 {
 			t.Errorf("namespaces left after down: %v", left)
@@ -240,4 +258,27 @@ func TestLabEmulatorRestartCleansOrphans(t *testing.T) {
 	if !reach(l, "peer", "", live.IPs[0]) {
 		t.Errorf("the live task is unreachable after the emulator restart")
 	}
+}
+
+// processesIn lists the pids whose network namespace inode is one of inos.
+func processesIn(inos []uint64) []int {
+	if len(inos) == 0 {
+		return nil
+	}
+	entries, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		var st syscall.Stat_t
+		if syscall.Stat("/proc/"+e.Name()+"/ns/net", &st) != nil {
+			continue
+		}
+		if slices.Contains(inos, st.Ino) {
+			out = append(out, pid)
+		}
+	}
+	return out
 }

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/weft-sdn/weft/internal/mesos/emulator"
 	"github.com/weft-sdn/weft/internal/netns"
 )
 
@@ -401,8 +402,13 @@ func processesNaming(dir string) []Process {
 }
 
 // killTasks kills task processes an emulator recorded under its root and
-// that still run (the emulator was gone before it could kill them).
+// that still run (the emulator was gone before it could kill them), and
+// everything else running in those tasks' network namespaces.
 func killTasks(root string) {
+	nss, _ := filepath.Glob(filepath.Join(root, "*", "ns"))
+	for _, ns := range nss {
+		_ = emulator.KillNetnsProcesses(ns)
+	}
 	recs, _ := filepath.Glob(filepath.Join(root, "*", ".emulator.json"))
 	for _, rec := range recs {
 		b, err := os.ReadFile(rec)

@@ -419,6 +419,10 @@ func (a *Agent) destroy(ctx context.Context, c *container) error {
 		if err := proc.kill(); err != nil {
 			return fmt.Errorf("kill task process %d: %w", proc.PID, err)
 		}
+		// And whatever else runs in the task's namespace.
+		if err := KillNetnsProcesses(a.nsPath(c.id)); err != nil {
+			return err
+		}
 		if w != nil {
 			select {
 			case <-c.exited:

@@ -553,3 +553,42 @@ func ReleaseRoot(root string) error {
 	}
 	return errors.Join(errs...)
 }
+
+// KillNetnsProcesses SIGKILLs every process whose network namespace is the
+// one bind-mounted at nsPath: the whole task, including children that
+// outlived its first process (a shell's children are re-parented to init
+// when the shell dies). It refuses a namespace that is this process's or
+// init's, and does nothing when nsPath is no namespace (host networking, or
+// already unmounted).
+func KillNetnsProcesses(nsPath string) error {
+	var target unix.Stat_t
+	if err := unix.Stat(nsPath, &target); err != nil {
+		return nil
+	}
+	for _, own := range []string{"/proc/self/ns/net", "/proc/1/ns/net"} {
+		var st unix.Stat_t
+		if err := unix.Stat(own, &st); err == nil && st.Ino == target.Ino && st.Dev == target.Dev {
+			return nil
+		}
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return fmt.Errorf("list processes: %w", err)
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		var st unix.Stat_t
+		if err := unix.Stat("/proc/"+e.Name()+"/ns/net", &st); err != nil {
+			continue
+		}
+		if st.Ino == target.Ino && st.Dev == target.Dev {
+			if err := unix.Kill(pid, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
+				return fmt.Errorf("kill process %d of the task: %w", pid, err)
+			}
+		}
+	}
+	return nil
+}

@@ -42,3 +42,6 @@ var errNoMountTools = errors.New("nsenter or mount not found")
 
 // ReleaseRoot is a no-op off Linux.
 func ReleaseRoot(string) error { return nil }
+
+// KillNetnsProcesses is a no-op off Linux.
+func KillNetnsProcesses(string) error { return nil }
