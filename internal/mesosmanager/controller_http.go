@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -18,44 +16,17 @@ import (
 
 // httpController is the Controller over the controller's /v1 API.
 type httpController struct {
-	c    *client.Client
-	hc   *http.Client
-	base string
+	c *client.Client
 }
 
 // NewHTTPController returns the Controller of the controller at server:
 // an http(s) URL or unix:///path of its socket. A nil hc uses an
 // http.Client with client.DefaultTimeout.
-//
-// Leases are taken with the client's generic Update (PUT /v1/leases/{name});
-// giving one up needs DELETE /v1/leases/{name}?holder=, which package
-// client has no call for, so this adapter makes that request itself.
 func NewHTTPController(server string, hc *http.Client) (Controller, error) {
-	if hc == nil {
-		hc = &http.Client{Timeout: client.DefaultTimeout}
+	if path, ok := strings.CutPrefix(strings.TrimSpace(server), "unix://"); ok && path == "" {
+		return nil, errors.New("controller: empty unix socket path")
 	}
-	server = strings.TrimSpace(server)
-	base := server
-	if path, ok := strings.CutPrefix(server, "unix://"); ok {
-		if path == "" {
-			return nil, errors.New("controller: empty unix socket path")
-		}
-		cp := *hc
-		cp.Transport = &http.Transport{
-			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, "unix", path)
-			},
-			MaxIdleConnsPerHost: 8,
-		}
-		hc = &cp
-		base = "http://controller"
-	}
-	if !strings.Contains(base, "://") {
-		base = "http://" + base
-	}
-	base = strings.TrimRight(base, "/")
-	return &httpController{c: client.New(base, hc), hc: hc, base: base}, nil
+	return &httpController{c: client.New(server, hc)}, nil
 }
 
 func (h *httpController) ListPorts(ctx context.Context, node string) ([]api.Port, error) {
@@ -144,18 +115,12 @@ func (h *httpController) DeleteFloatingIP(ctx context.Context, uuid string) erro
 	return err
 }
 
-// leasesPlural is the lease collection under /v1.
-const leasesPlural = "leases"
-
 func (h *httpController) AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (api.Lease, error) {
-	secs := int(math.Ceil(ttl.Seconds()))
-	var l api.Lease
-	err := h.c.Update(ctx, leasesPlural, name, api.LeaseRequest{Holder: holder, TTLSeconds: secs}, &l)
+	l, err := h.c.AcquireLease(ctx, name, api.LeaseRequest{Holder: holder, TTLSeconds: int(math.Ceil(ttl.Seconds()))})
 	if errors.Is(err, api.ErrConflict) {
 		// The refusal names the holder only in its message; read the lease
 		// for the introspection page.
-		var cur api.Lease
-		if gerr := h.c.Get(ctx, leasesPlural, name, &cur); gerr == nil {
+		if cur, gerr := h.c.GetLease(ctx, name); gerr == nil {
 			return cur, err
 		}
 		return api.Lease{}, err
@@ -164,19 +129,8 @@ func (h *httpController) AcquireLease(ctx context.Context, name, holder string, 
 }
 
 func (h *httpController) ReleaseLease(ctx context.Context, name, holder string) error {
-	u := h.base + "/v1/" + leasesPlural + "/" + url.PathEscape(name) + "?" + url.Values{"holder": {holder}}.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, u, nil)
-	if err != nil {
+	if err := h.c.ReleaseLease(ctx, name, holder); err != nil {
 		return fmt.Errorf("release lease %s: %w", name, err)
-	}
-	resp, err := h.hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("release lease %s: %w", name, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("release lease %s: %w", name, api.ErrorFromStatus(resp.StatusCode, strings.TrimSpace(string(body)), ""))
 	}
 	return nil
 }

@@ -101,3 +101,25 @@ func (c *Client) WatchKinds(ctx context.Context, since int64, kinds []api.Kind, 
 	q := url.Values{"since": {strconv.FormatInt(since, 10)}, "kind": {strings.Join(names, ",")}}
 	return c.streamWatch(ctx, since, q, fn)
 }
+
+// AcquireLease takes or renews the named lease for holder (PUT
+// /v1/leases/{name}). A refusal wraps api.ErrConflict and names the
+// holder.
+func (c *Client) AcquireLease(ctx context.Context, name string, req api.LeaseRequest) (api.Lease, error) {
+	var l api.Lease
+	err := c.do(ctx, http.MethodPut, "/v1/leases/"+url.PathEscape(name), nil, req, &l)
+	return l, err
+}
+
+// GetLease reads the named lease (GET /v1/leases/{name}).
+func (c *Client) GetLease(ctx context.Context, name string) (api.Lease, error) {
+	var l api.Lease
+	err := c.do(ctx, http.MethodGet, "/v1/leases/"+url.PathEscape(name), nil, nil, &l)
+	return l, err
+}
+
+// ReleaseLease gives the lease up if holder holds it (DELETE
+// /v1/leases/{name}?holder=).
+func (c *Client) ReleaseLease(ctx context.Context, name, holder string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/leases/"+url.PathEscape(name), url.Values{"holder": {holder}}, nil, nil)
+}
