@@ -27,6 +27,7 @@ import (
 	"github.com/weft-sdn/weft/internal/api/client"
 	"github.com/weft-sdn/weft/internal/controller"
 	"github.com/weft-sdn/weft/internal/dataplane"
+	"github.com/weft-sdn/weft/internal/lab"
 	"github.com/weft-sdn/weft/internal/netns"
 	"github.com/weft-sdn/weft/internal/store"
 )
@@ -246,18 +247,7 @@ func (n *node) kill() {
 
 // agentStatus asks the agent's local socket for its status.
 func (n *node) agentStatus() (api.AgentStatus, error) {
-	hc := http.Client{Timeout: time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", n.socket)
-	}}}
-	resp, err := hc.Get("http://agent/v1/status")
-	if err != nil {
-		return api.AgentStatus{}, err
-	}
-	defer resp.Body.Close()
-	var st api.AgentStatus
-	err = json.NewDecoder(resp.Body).Decode(&st)
-	return st, err
+	return lab.NodeState{AgentSocket: n.socket}.AgentStatus(context.Background())
 }
 
 func (n *node) waitReady() {

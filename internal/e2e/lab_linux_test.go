@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -24,18 +23,10 @@ import (
 func upLab(t *testing.T, nodes int, quarantine time.Duration) *lab.Lab {
 	t.Helper()
 	requireRoot(t)
-	free := func() string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		return ln.Addr().String()
-	}
 	prefix := randomPrefix()
 	l, err := lab.Up(context.Background(), lab.Options{
 		Nodes: nodes, StateDir: filepath.Join(t.TempDir(), "lab"), BinDir: binDir, Prefix: prefix,
-		ControllerListen: free(), MarathonListen: free(), ManagerListen: free(), Quarantine: quarantine, Spares: 2,
+		ControllerListen: freeAddr(t), MarathonListen: freeAddr(t), ManagerListen: freeAddr(t), Quarantine: quarantine, Spares: 2,
 	})
 	if err != nil {
 		t.Fatalf("lab up: %v", err)

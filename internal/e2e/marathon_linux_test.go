@@ -350,7 +350,7 @@ func TestMesosManagerConverges(t *testing.T) {
 
 	// 3. A second manager: one leader. Kill the leader; the other leads and
 	// converges a scale-down.
-	m2URL := freeURL(t)
+	m2URL := "http://" + freeAddr(t)
 	m2, err := l.StartManager(strings.TrimPrefix(m2URL, "http://"), "manager-2")
 	if err != nil {
 		t.Fatal(err)
@@ -388,13 +388,15 @@ func TestMesosManagerConverges(t *testing.T) {
 	eventually(t, 30*time.Second, "converged under the new leader", func() error { return converged(t, l, "web", "blue", 2) })
 }
 
-func freeURL(t *testing.T) string {
+// freeAddr is a loopback address with a port nothing listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	return "http://" + ln.Addr().String()
+	return ln.Addr().String()
 }
 
 func stopProcess(p lab.Process) {

@@ -291,12 +291,18 @@ func waitFor(ctx context.Context, what string, p Process, timeout time.Duration,
 	return fmt.Errorf("%s not ready after %s; see %s", what, timeout, p.Log)
 }
 
-// unixGet asks a unix-socket HTTP server for path.
-func unixGet(ctx context.Context, socket, path string, out any) error {
-	hc := http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+// unixHTTP is an HTTP client of the server on a unix socket (agents and
+// Mesos agent emulators), whatever the request's host.
+func unixHTTP(socket string, timeout time.Duration) *http.Client {
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", socket)
 	}}}
+}
+
+// unixGet asks a unix-socket HTTP server for path.
+func unixGet(ctx context.Context, socket, path string, out any) error {
+	hc := unixHTTP(socket, 2*time.Second)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://local"+path, nil)
 	if err != nil {
 		return err

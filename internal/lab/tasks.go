@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -78,10 +77,7 @@ func (l *Lab) node(name string) (NodeState, error) {
 
 // emulatorCall sends a JSON request to a node's Mesos agent emulator.
 func emulatorCall(ctx context.Context, socket, method, path string, in, out any) error {
-	hc := http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", socket)
-	}}}
+	hc := unixHTTP(socket, 60*time.Second)
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
