@@ -24,7 +24,7 @@ Commands:
   controller    run the controller (resource API, IPAM, watch stream)
   agent         run the node agent (data plane, CNI socket, port API)
   mesos-manager follow Marathon and Mesos: port metadata, release, resync, cleanup
-  lab           a whole cluster on this machine: up, status, down
+  lab           a whole cluster on this machine: up, status, task, exec, matrix, down
   version       print the version
 
 Run 'weft <command> --help' for the flags of a command.

@@ -25,7 +25,8 @@ const DefaultStateDir = "/var/lib/weft/lab"
 const usage = `Usage: weft lab <command> [flags]
 
 Brings up a whole Weft cluster on this machine (root): node namespaces on an
-underlay bridge (198.18.0.0/15), a controller, one agent per node.
+underlay bridge (198.18.0.0/24), a controller, a Weft agent and a Mesos agent
+emulator per node, a Marathon emulator and a mesos-manager.
 
 Commands:
   up       create the lab          [--nodes N] [--controller-listen ADDR] [--marathon-listen ADDR] [--manager-listen ADDR]
