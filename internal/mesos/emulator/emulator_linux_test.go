@@ -819,6 +819,9 @@ func TestRealVethInNodeNetns(t *testing.T) {
 	e := newLabEnv(t, "weft-veth", "host-local")
 	for _, tool := range []string{"ip", "nsenter"} {
 		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s not found; CI installs it", tool)
+			}
 			t.Skipf("%s not found", tool)
 		}
 	}
