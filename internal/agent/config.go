@@ -200,17 +200,15 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("dns-nameserver[%d]: %w", i, err))
 		}
 	}
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
-		errs = append(errs, fmt.Errorf("log-level: %q is not debug, info, warn or error", c.LogLevel))
+	if _, err := config.ParseLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
 
 // Level is the configured slog level.
 func (c Config) Level() slog.Level {
-	var lvl slog.Level
-	_ = lvl.UnmarshalText([]byte(c.LogLevel))
+	lvl, _ := config.ParseLevel(c.LogLevel)
 	return lvl
 }
 

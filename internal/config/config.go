@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -132,4 +133,13 @@ func NewFlagSet(name string, out io.Writer) *flag.FlagSet {
 	}
 	fs.SetOutput(out)
 	return fs
+}
+
+// ParseLevel reads a log level: debug, info, warn or error.
+func ParseLevel(s string) (slog.Level, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(s)); err != nil {
+		return lvl, fmt.Errorf("log-level: %q is not debug, info, warn or error", s)
+	}
+	return lvl, nil
 }

@@ -82,3 +82,14 @@ func TestDurationJSON(t *testing.T) {
 		t.Errorf("marshal: %s", b)
 	}
 }
+
+func TestParseLevel(t *testing.T) {
+	for in, want := range map[string]string{"debug": "DEBUG", "info": "INFO", "WARN": "WARN", "error": "ERROR"} {
+		if l, err := ParseLevel(in); err != nil || l.String() != want {
+			t.Errorf("ParseLevel(%q) = %v, %v", in, l, err)
+		}
+	}
+	if _, err := ParseLevel("loud"); err == nil || !strings.Contains(err.Error(), "log-level") {
+		t.Errorf("ParseLevel(loud) = %v, want an error naming log-level", err)
+	}
+}

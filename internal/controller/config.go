@@ -122,9 +122,8 @@ func (c Config) Validate() error {
 	if _, err := ParseVTEPPool(c.VTEPSubnet, c.VTEPMACOUI); err != nil {
 		errs = append(errs, err)
 	}
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
-		errs = append(errs, fmt.Errorf("log-level: %q is not debug, info, warn or error", c.LogLevel))
+	if _, err := config.ParseLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -139,7 +138,6 @@ func toSubnets(cidrs []string) []api.Subnet {
 
 // Level is the configured slog level.
 func (c Config) Level() slog.Level {
-	var lvl slog.Level
-	_ = lvl.UnmarshalText([]byte(c.LogLevel))
+	lvl, _ := config.ParseLevel(c.LogLevel)
 	return lvl
 }

@@ -225,17 +225,15 @@ func (c Config) Validate() error {
 	} else if c.MesosSubscribe {
 		errs = append(errs, errors.New("mesos-subscribe: needs --mesos-master"))
 	}
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
-		errs = append(errs, fmt.Errorf("log-level: %q is not debug, info, warn or error", c.LogLevel))
+	if _, err := config.ParseLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
 
 // Level is the configured slog level.
 func (c Config) Level() slog.Level {
-	var lvl slog.Level
-	_ = lvl.UnmarshalText([]byte(c.LogLevel))
+	lvl, _ := config.ParseLevel(c.LogLevel)
 	return lvl
 }
 
