@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/weft-sdn/weft/internal/kerneltest"
 	"io"
 	"log/slog"
 	"net"
@@ -26,19 +27,6 @@ import (
 
 	"github.com/weft-sdn/weft/internal/netns"
 )
-
-// requireRoot skips kernel tests when not root, except in CI where that
-// is a failure.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("kernel tests need root")
-	}
-	t.Skip("kernel tests need root")
-}
 
 func randomPrefix(t *testing.T) string {
 	t.Helper()
@@ -65,7 +53,7 @@ type env struct {
 
 func newEnv(t *testing.T, nodes int) *env {
 	t.Helper()
-	requireRoot(t)
+	kerneltest.RequireRoot(t)
 	e := &env{t: t, ctx: t.Context(), prefix: randomPrefix(t)}
 	t.Cleanup(func() {
 		cleanupStart := time.Now()

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/weft-sdn/weft/internal/kerneltest"
 	"io"
 	"log/slog"
 	"net"
@@ -43,30 +44,14 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		defer os.RemoveAll(dir)
-		for _, b := range []string{"weft", "weft-cni"} {
-			out, err := exec.Command("go", "build", "-o", filepath.Join(dir, b), "../../cmd/"+b).CombinedOutput()
-			if err != nil {
-				fmt.Fprintf(os.Stderr, "build %s: %v\n%s", b, err, out)
-				return 1
-			}
+		if err := kerneltest.BuildCommands(dir, "weft", "weft-cni"); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
 		}
 		binDir = dir
 		return m.Run()
 	}()
 	os.Exit(code)
-}
-
-// requireRoot skips a kernel test when not root, except under CI where it
-// must run.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("kernel tests need root, and CI runs as root")
-	}
-	t.Skip("kernel test: needs root")
 }
 
 const fabricAddr = "198.18.0.254"
@@ -106,7 +91,7 @@ func randomPrefix() string {
 
 func newCluster(t *testing.T, nodes int) *cluster {
 	t.Helper()
-	requireRoot(t)
+	kerneltest.RequireRoot(t)
 	ctx := context.Background()
 	c := &cluster{t: t, prefix: randomPrefix(), dir: t.TempDir()}
 	var err error

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/weft-sdn/weft/internal/kerneltest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,7 +23,7 @@ import (
 // end of the test, checking that nothing of it is left.
 func upLab(t *testing.T, nodes int, quarantine time.Duration) *lab.Lab {
 	t.Helper()
-	requireRoot(t)
+	kerneltest.RequireRoot(t)
 	prefix := randomPrefix()
 	l, err := lab.Up(context.Background(), lab.Options{
 		Nodes: nodes, StateDir: filepath.Join(t.TempDir(), "lab"), BinDir: binDir, Prefix: prefix,

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/weft-sdn/weft/internal/kerneltest"
 	"net"
 	"os"
 	"os/exec"
@@ -29,27 +30,14 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		defer os.RemoveAll(dir)
-		for _, b := range []string{"weft", "weft-cni"} {
-			if out, err := exec.Command("go", "build", "-o", filepath.Join(dir, b), "../../cmd/"+b).CombinedOutput(); err != nil {
-				fmt.Fprintf(os.Stderr, "build %s: %v\n%s", b, err, out)
-				return 1
-			}
+		if err := kerneltest.BuildCommands(dir, "weft", "weft-cni"); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
 		}
 		binDir = dir
 		return m.Run()
 	}()
 	os.Exit(code)
-}
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("lab tests need root, and CI runs as root")
-	}
-	t.Skip("lab test: needs root")
 }
 
 func testPrefix() string {
@@ -133,7 +121,7 @@ func allProcs(l *Lab) []Process {
 }
 
 func TestUpStatusDown(t *testing.T) {
-	requireRoot(t)
+	kerneltest.RequireRoot(t)
 	ctx := context.Background()
 	prefix := testPrefix()
 	before := snapshot(t, prefix)
@@ -178,7 +166,7 @@ func TestUpStatusDown(t *testing.T) {
 
 // `weft lab up` killed half-way: `weft lab down` still removes all it made.
 func TestDownAfterUpCrashed(t *testing.T) {
-	requireRoot(t)
+	kerneltest.RequireRoot(t)
 	prefix := testPrefix()
 	before := snapshot(t, prefix)
 	dir := t.TempDir()

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"github.com/weft-sdn/weft/internal/kerneltest"
 	"os"
 	"os/exec"
 	"runtime"
@@ -14,17 +15,6 @@ import (
 
 	vnetns "github.com/vishvananda/netns"
 )
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("netns tests need root")
-	}
-	t.Skip("netns tests need root")
-}
 
 func randomPrefix(t *testing.T) string {
 	t.Helper()
@@ -58,7 +48,7 @@ func threadNS(t *testing.T) string {
 }
 
 func TestNamedLifecycleKeepsThreads(t *testing.T) {
-	requireRoot(t)
+	kerneltest.RequireRoot(t)
 	prefix := randomPrefix(t)
 	cleanupPrefix(t, prefix)
 	home := threadNS(t)
@@ -108,7 +98,7 @@ func TestNamedLifecycleKeepsThreads(t *testing.T) {
 }
 
 func TestNewNamedExistsAndDeleteIdempotent(t *testing.T) {
-	requireRoot(t)
+	kerneltest.RequireRoot(t)
 	prefix := randomPrefix(t)
 	cleanupPrefix(t, prefix)
 	name := prefix + "x"
@@ -136,7 +126,7 @@ func TestNewNamedExistsAndDeleteIdempotent(t *testing.T) {
 }
 
 func TestLab(t *testing.T) {
-	requireRoot(t)
+	kerneltest.RequireRoot(t)
 	if _, err := exec.LookPath("ping"); err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatal("no ping; CI installs iputils-ping")

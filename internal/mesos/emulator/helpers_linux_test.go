@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/weft-sdn/weft/internal/kerneltest"
 	"io"
 	"log/slog"
 	"net"
@@ -150,17 +151,6 @@ func vethPlugin(command string) int {
 	return 0
 }
 
-// requireRoot skips a test that needs root, unless CI=true.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("test needs root (CI=true)")
-		}
-		t.Skip("test needs root")
-	}
-}
-
 // labEnv is a config directory, a plugin directory of test plugins and
 // a root directory, all under t.TempDir().
 type labEnv struct {
@@ -178,7 +168,7 @@ var envSeq atomic.Int64
 
 func newLabEnv(t *testing.T, plugins ...string) *labEnv {
 	t.Helper()
-	requireRoot(t)
+	kerneltest.RequireRoot(t)
 	base := t.TempDir()
 	e := &labEnv{t: t, base: base, confDir: filepath.Join(base, "conf"), pluginDir: filepath.Join(base, "plugins"), root: filepath.Join(base, "root")}
 	e.pluginsPath = filepath.Join(base, "missing") + "::" + e.pluginDir + "/"
