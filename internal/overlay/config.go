@@ -29,12 +29,15 @@ const (
 	MaxOverlayNameLen = 13
 	// MaxIfNameLen is the longest Linux network device name (IFNAMSIZ-1).
 	MaxIfNameLen = 15
-	// MaxPrefix is the longest per-agent IPv4 prefix: the agent subnet is
-	// split into a Mesos and a Docker half, and a /31 half has no host
-	// address once its network and broadcast addresses are excluded.
-	MaxPrefix = 30
-	// MaxPrefix6 is the longest per-agent IPv6 prefix (halves of /127).
-	MaxPrefix6 = 126
+	// MaxPrefix is the longest per-agent IPv4 prefix. The agent subnet is
+	// split into a Mesos and a Docker half, and host-local (the IPAM of the
+	// Mesos half) refuses a /31 range as "too small to allocate from"; a /30
+	// half holds the gateway and one container.
+	MaxPrefix = 29
+	// MaxPrefix6 is the longest per-agent IPv6 prefix, for the same reason:
+	// host-local refuses a /127, a /126 half holds the gateway and two
+	// containers.
+	MaxPrefix6 = 125
 	// MinVTEPBits is the shortest vtep_subnet prefix: VTEP MACs carry the
 	// low 24 bits of the VTEP address, which are unique only within a /8.
 	MinVTEPBits = 8
@@ -558,7 +561,7 @@ func checkAgentPrefix(field, subnetKey string, bits int, p netip.Prefix, maxBits
 	case bits < p.Bits():
 		return fieldErrorf(field, "/%d is shorter than the overlay's %s; set %d-%d", bits, p, p.Bits(), maxBits)
 	case bits > maxBits:
-		return fieldErrorf(field, "/%d is too long: each agent subnet is split into a Mesos and a Docker half, which must hold host addresses; set %d-%d", bits, p.Bits(), maxBits)
+		return fieldErrorf(field, "/%d is too long: each agent subnet is split into a Mesos and a Docker half, which must hold the gateway and at least one container; set %d-%d", bits, p.Bits(), maxBits)
 	}
 	return nil
 }
