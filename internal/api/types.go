@@ -155,9 +155,97 @@ type Node struct {
 	UnderlayIP string `json:"underlay_ip"`
 	VTEPIP     string `json:"vtep_ip,omitempty"`
 	VTEPMAC    string `json:"vtep_mac,omitempty"`
-	Status     string `json:"status,omitempty"`
+	// VTEPIP6 is the node's IPv6 VTEP address, when the overlay
+	// configuration has an IPv6 VTEP subnet.
+	VTEPIP6 string `json:"vtep_ip6,omitempty"`
+	Status  string `json:"status,omitempty"`
 	// Heartbeat is the time of the agent's last heartbeat.
 	Heartbeat time.Time `json:"heartbeat,omitzero"`
+	// OverlayRole is what the node asks of the overlays when it registers
+	// (a DC/OS agent's network_config); nil means an agent with both
+	// bridges.
+	OverlayRole *OverlayRole `json:"overlay_role,omitempty"`
+	// Overlays are the node's assignments in the DC/OS-style overlay
+	// networks, made by the controller, with the status the agent reports.
+	Overlays []NodeOverlay `json:"overlays,omitempty"`
+	// OverlayBackend is the VXLAN device of the overlays on every node.
+	OverlayBackend *OverlayBackend `json:"overlay_backend,omitempty"`
+}
+
+// OverlayRole is a node's DC/OS network_config: whether it gets a subnet
+// in each overlay and which halves of it are bridged. DC/OS masters run
+// with both bridges off: they get a VTEP and a subnet, but no bridge.
+type OverlayRole struct {
+	AllocateSubnet bool `json:"allocate_subnet"`
+	MesosBridge    bool `json:"mesos_bridge"`
+	DockerBridge   bool `json:"docker_bridge"`
+}
+
+// DefaultOverlayRole is the role of an agent that says nothing.
+var DefaultOverlayRole = OverlayRole{AllocateSubnet: true, MesosBridge: true, DockerBridge: true}
+
+// Overlay status values of a node's overlay.
+const (
+	OverlayOK          = "OK"
+	OverlayFailed      = "FAILED"
+	OverlayConfiguring = "CONFIGURING"
+)
+
+// NodeOverlay is one overlay network on one node: the node's subnet of
+// the overlay (IPv4 and/or IPv6), split into a Mesos half and a Docker
+// half, and the overlay's status on the node. Status is CONFIGURING until
+// the agent reports; FAILED carries the reason in Error (also when the
+// controller could not allocate a subnet).
+type NodeOverlay struct {
+	// Name is the overlay's name (dcos); Network its network's fq_name.
+	Name    string `json:"name"`
+	Network string `json:"network"`
+	// OverlaySubnet and OverlaySubnet6 are the overlay's whole address
+	// spaces (9.0.0.0/8), Subnet and Subnet6 the node's part (9.0.1.0/24).
+	OverlaySubnet  string `json:"overlay_subnet,omitempty"`
+	OverlaySubnet6 string `json:"overlay_subnet6,omitempty"`
+	Subnet         string `json:"subnet,omitempty"`
+	Subnet6        string `json:"subnet6,omitempty"`
+	// MesosBridge and DockerBridge are the halves of the node's subnet
+	// (absent when the node's role disables that bridge).
+	MesosBridge  *OverlayBridge `json:"mesos_bridge,omitempty"`
+	DockerBridge *OverlayBridge `json:"docker_bridge,omitempty"`
+	Status       string         `json:"status,omitempty"`
+	Error        string         `json:"error,omitempty"`
+}
+
+// OverlayBridge is one half of a node's overlay subnet: the bridge's name
+// (m-dcos, d-dcos) and the half in CIDR form (9.0.1.0/25; IP6 for IPv6).
+type OverlayBridge struct {
+	Name string `json:"name"`
+	IP   string `json:"ip,omitempty"`
+	IP6  string `json:"ip6,omitempty"`
+}
+
+// OverlayStatusReport is what an agent reports of its overlays: the
+// status of each, by overlay name.
+type OverlayStatusReport struct {
+	Overlays []OverlayStatus `json:"overlays"`
+}
+
+// OverlayStatus is one overlay's status on the reporting node.
+type OverlayStatus struct {
+	Name   string `json:"name"`
+	Status string `json:"status"`
+	Error  string `json:"error,omitempty"`
+}
+
+// OverlayBackend is the VXLAN device every node uses for the overlays
+// (DC/OS: vtep1024, VNI 1024, UDP port 64000).
+type OverlayBackend struct {
+	VTEPName string `json:"vtep_name"`
+	VNI      int    `json:"vni"`
+	Port     int    `json:"port"`
+	MTU      int    `json:"mtu,omitempty"`
+	// VTEPPrefix and VTEPPrefix6 are the prefix lengths of the VTEP
+	// subnets, for the addresses put on the device.
+	VTEPPrefix  int `json:"vtep_prefix"`
+	VTEPPrefix6 int `json:"vtep_prefix6,omitempty"`
 }
 
 // FloatingIPPool is a pool of public addresses taken from a network

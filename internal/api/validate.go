@@ -477,6 +477,28 @@ func validateNode(n *Node) error {
 		}
 		n.VTEPMAC = hw.String()
 	}
+	if n.VTEPIP6 != "" {
+		a, err := ParseAddr(n.VTEPIP6)
+		if err != nil || !a.Is6() {
+			return Invalid("vtep_ip6", "%q is not an IPv6 address", n.VTEPIP6)
+		}
+		n.VTEPIP6 = a.String()
+	}
+	for i, o := range n.Overlays {
+		for field, v := range map[string]string{"subnet": o.Subnet, "subnet6": o.Subnet6, "overlay_subnet": o.OverlaySubnet, "overlay_subnet6": o.OverlaySubnet6} {
+			if v == "" {
+				continue
+			}
+			if _, err := ParseSubnet(v); err != nil {
+				return Invalid(fmt.Sprintf("overlays[%d].%s", i, field), "%v", err)
+			}
+		}
+		switch o.Status {
+		case "", OverlayOK, OverlayFailed, OverlayConfiguring:
+		default:
+			return Invalid(fmt.Sprintf("overlays[%d].status", i), "%q is not OK, FAILED or CONFIGURING", o.Status)
+		}
+	}
 	return nil
 }
 

@@ -7,10 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"time"
 
 	"github.com/weft-sdn/weft/internal/api"
 	"github.com/weft-sdn/weft/internal/config"
+	"github.com/weft-sdn/weft/internal/overlay"
 )
 
 // Config of `weft controller`: defaults, then an optional JSON file
@@ -41,6 +43,17 @@ type Config struct {
 	VTEPSubnet string `json:"vtep_subnet"`
 	// VTEPMACOUI is the OUI of VTEP MACs (xx:xx:xx:00:00:00).
 	VTEPMACOUI string `json:"vtep_mac_oui"`
+	// OverlayConfig is a DC/OS overlay configuration file (the master
+	// module's master_config, or its "network" object alone). Its
+	// vtep_subnet and vtep_mac_oui replace VTEPSubnet and VTEPMACOUI.
+	OverlayConfig string `json:"overlay_config,omitempty"`
+	// DCOSOverlay configures DC/OS's default overlays when OverlayConfig
+	// is empty.
+	DCOSOverlay bool `json:"dcos_overlay,omitempty"`
+	// NodeGrace is how long a node may miss heartbeats before it is
+	// deleted and its VTEP, overlay subnets and addresses are freed; 0
+	// keeps nodes until they are deleted.
+	NodeGrace Duration `json:"node_grace"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `json:"log_level"`
 	// ShutdownTimeout bounds the graceful shutdown on SIGTERM.
@@ -61,6 +74,7 @@ func DefaultConfig() Config {
 		FabricSubnets:   []string{"10.64.0.0/12"},
 		VTEPSubnet:      "44.128.0.0/20",
 		VTEPMACOUI:      "70:B3:D5:00:00:00",
+		NodeGrace:       Duration(time.Hour),
 		LogLevel:        "info",
 		ShutdownTimeout: Duration(10 * time.Second),
 	}
@@ -89,6 +103,9 @@ func (c *Config) flagSet(file *string, out io.Writer) *flag.FlagSet {
 	fs.Var(config.ListFlag(&c.FabricSubnets), "fabric-subnet", "subnet of the ip-fabric network (repeatable)")
 	fs.StringVar(&c.VTEPSubnet, "vtep-subnet", c.VTEPSubnet, "IPv4 subnet of node VTEP addresses (at least /8)")
 	fs.StringVar(&c.VTEPMACOUI, "vtep-mac-oui", c.VTEPMACOUI, "OUI of VTEP MACs; the low 3 bytes come from the VTEP address")
+	fs.StringVar(&c.OverlayConfig, "overlay-config", c.OverlayConfig, "DC/OS overlay configuration file (master_config, or its \"network\" object); its vtep_subnet and vtep_mac_oui replace --vtep-subnet and --vtep-mac-oui")
+	fs.BoolVar(&c.DCOSOverlay, "dcos-overlay", c.DCOSOverlay, "configure DC/OS's default overlays (dcos 9.0.0.0/8 /24, dcos6 fd01:b::/64 /80, VTEPs 44.128.0.0/20 and fd01:a::/64) when --overlay-config is not given")
+	fs.Var(config.DurationFlag(&c.NodeGrace), "node-grace", "how long a node may miss heartbeats before it is deleted and its VTEP, subnets and addresses are freed (0: never)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.Var(config.DurationFlag(&c.ShutdownTimeout), "shutdown-timeout", "bound of the graceful shutdown")
 	fs.Usage = func() {
@@ -122,6 +139,12 @@ func (c Config) Validate() error {
 	if _, err := ParseVTEPPool(c.VTEPSubnet, c.VTEPMACOUI); err != nil {
 		errs = append(errs, err)
 	}
+	if _, err := c.Overlay(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.NodeGrace < 0 {
+		errs = append(errs, errors.New("node-grace: must not be negative"))
+	}
 	if _, err := config.ParseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
 	}
@@ -140,4 +163,25 @@ func toSubnets(cidrs []string) []api.Subnet {
 func (c Config) Level() slog.Level {
 	lvl, _ := config.ParseLevel(c.LogLevel)
 	return lvl
+}
+
+// Overlay returns the overlay configuration: the file's, DC/OS's defaults
+// with DCOSOverlay, or nil when no overlay is configured.
+func (c Config) Overlay() (*overlay.NetworkConfig, error) {
+	switch {
+	case c.OverlayConfig != "":
+		data, err := os.ReadFile(c.OverlayConfig)
+		if err != nil {
+			return nil, fmt.Errorf("overlay-config: %w", err)
+		}
+		nc, err := overlay.ParseNetworkConfig(data)
+		if err != nil {
+			return nil, fmt.Errorf("overlay-config %s: %w", c.OverlayConfig, err)
+		}
+		return &nc, nil
+	case c.DCOSOverlay:
+		nc := overlay.DefaultDCOS()
+		return &nc, nil
+	}
+	return nil, nil
 }

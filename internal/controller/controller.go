@@ -87,9 +87,23 @@ func NewWithStore(ctx context.Context, cfg Config, kv store.KV, log *slog.Logger
 	if err != nil {
 		return nil, err
 	}
+	ocfg, err := cfg.Overlay()
+	if err != nil {
+		return nil, err
+	}
+	var plan *overlayPlan
+	if ocfg != nil {
+		if plan, vteps, err = newOverlayPlan(*ocfg); err != nil {
+			return nil, fmt.Errorf("overlay configuration: %w", err)
+		}
+	}
 	am := ipam.New(kv, ipam.Config{Quarantine: time.Duration(cfg.Quarantine)})
 	reg := NewRegistry(kv, am, vteps, nil, log)
+	reg.overlay = plan
 	if err := reg.EnsureDefaults(ctx, toSubnets(cfg.TaskSubnets), toSubnets(cfg.FabricSubnets)); err != nil {
+		return nil, err
+	}
+	if err := reg.EnsureOverlayNetworks(ctx); err != nil {
 		return nil, err
 	}
 	srv := NewServer(reg, am, kv, log)
@@ -129,6 +143,9 @@ func (c *Controller) Serve(ctx context.Context) error {
 	loops, stopLoops := context.WithCancel(ctx)
 	defer stopLoops()
 	go c.pruneLoop(loops)
+	if c.cfg.NodeGrace > 0 {
+		go c.nodeGCLoop(loops)
+	}
 	c.log.Info("controller API listening", "addr", c.Addr())
 	select {
 	case err := <-errc:
@@ -163,6 +180,26 @@ func (c *Controller) pruneLoop(ctx context.Context) {
 			c.log.Warn("prune quarantine", "err", err)
 		} else if n > 0 {
 			c.log.Debug("pruned quarantine records", "count", n)
+		}
+	}
+}
+
+// nodeGCLoop deletes nodes gone longer than the grace period, freeing
+// their VTEPs, overlay subnets and addresses. Every replica may run it:
+// each delete is conditional, so a node is freed once.
+func (c *Controller) nodeGCLoop(ctx context.Context) {
+	grace := time.Duration(c.cfg.NodeGrace)
+	every := min(max(grace/10, time.Second), time.Minute)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := c.Registry.CollectGoneNodes(ctx, grace); err != nil {
+			c.log.Warn("collect gone nodes", "err", err)
 		}
 	}
 }

@@ -65,6 +65,10 @@ func (r *Registry) RegisterNode(ctx context.Context, in *api.Node) (node *api.No
 			if errors.Is(err, api.ErrConflict) {
 				continue // registered concurrently: refresh it instead
 			}
+			if err == nil && r.overlay != nil {
+				// The overlay assignments follow in a second write.
+				n, _, err = r.RegisterNode(ctx, in)
+			}
 			return n, err == nil, err
 		case err != nil:
 			return nil, false, err
@@ -77,6 +81,9 @@ func (r *Registry) RegisterNode(ctx context.Context, in *api.Node) (node *api.No
 		if in.Labels != nil && !equalLabels(n.Labels, in.Labels) {
 			n.Labels, changed = in.Labels, true
 		}
+		if in.OverlayRole != nil && (n.OverlayRole == nil || *n.OverlayRole != *in.OverlayRole) {
+			n.OverlayRole, changed = in.OverlayRole, true
+		}
 		var g guard
 		if n.VTEPIP == "" {
 			vg, ip, err := r.claimVTEP(ctx, r.vteps, n.FQName)
@@ -86,6 +93,12 @@ func (r *Registry) RegisterNode(ctx context.Context, in *api.Node) (node *api.No
 			n.VTEPIP, n.VTEPMAC, changed = ip.String(), r.vteps.MAC(ip).String(), true
 			g.add(vg)
 		}
+		og, ochanged, err := r.assignOverlays(ctx, n)
+		if err != nil {
+			return nil, false, err
+		}
+		g.add(og)
+		changed = changed || ochanged
 		if !changed {
 			return n, false, nil
 		}
@@ -139,11 +152,17 @@ func (r *Registry) prepareNode(ctx context.Context, n *api.Node, old *api.Node) 
 		if n.VTEPIP == "" {
 			n.VTEPIP, n.VTEPMAC = old.VTEPIP, old.VTEPMAC
 		}
+		// Overlay assignments belong to the controller.
+		n.VTEPIP6, n.Overlays, n.OverlayBackend = old.VTEPIP6, old.Overlays, old.OverlayBackend
+		if n.OverlayRole == nil {
+			n.OverlayRole = old.OverlayRole
+		}
 		if n.VTEPIP != old.VTEPIP || (n.VTEPMAC != "" && n.VTEPMAC != old.VTEPMAC) {
 			return guard{}, api.Invalid("vtep_ip", "the VTEP of a node cannot change (%s %s)", old.VTEPIP, old.VTEPMAC)
 		}
 		return guard{}, nil
 	}
+	n.VTEPIP6, n.Overlays, n.OverlayBackend = "", nil, nil // assigned by registration
 	if !r.vteps.Subnet.IsValid() {
 		return guard{}, nil
 	}
@@ -199,11 +218,19 @@ func (r *Registry) Heartbeat(ctx context.Context, name string) (*api.Node, error
 		n.Heartbeat = r.now().UTC()
 		n.Status = "ready"
 		n.ResourceVersion = 0
+		var g guard
+		if r.overlayIncomplete(n) {
+			og, _, err := r.assignOverlays(ctx, n)
+			if err != nil {
+				return nil, err
+			}
+			g = og
+		}
 		val, err := encode(n)
 		if err != nil {
 			return nil, err
 		}
-		rev, err := r.kv.Txn(ctx, []store.Cmp{store.Unchanged(kv)}, []store.Op{store.Put(kv.Key, val)})
+		rev, err := r.kv.Txn(ctx, append(g.cmps, store.Unchanged(kv)), append(g.ops, store.Put(kv.Key, val)))
 		if errors.Is(err, store.ErrConflict) {
 			continue
 		}

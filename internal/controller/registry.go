@@ -59,11 +59,12 @@ type addressManager interface {
 // Registry stores the resource model in the key-value store: objects by
 // uuid, an fq_name index, and the guards that keep references whole.
 type Registry struct {
-	kv    store.KV
-	vteps VTEPPool
-	ipam  addressManager
-	now   func() time.Time
-	log   *slog.Logger
+	kv      store.KV
+	vteps   VTEPPool
+	overlay *overlayPlan // nil without an overlay configuration
+	ipam    addressManager
+	now     func() time.Time
+	log     *slog.Logger
 }
 
 // NewRegistry returns a registry over kv. Nodes get VTEP addresses from
@@ -279,6 +280,9 @@ func (r *Registry) prepare(ctx context.Context, obj, old api.Object) (guard, err
 	case *api.Network:
 		if old != nil {
 			return g, r.prepareNetworkUpdate(ctx, o, old.(*api.Network))
+		}
+		if o.NetworkKind == api.NetworkOverlay {
+			break // overlays share the node's VTEP device and its VNI
 		}
 		vg, err := r.claimVNI(ctx, o)
 		if err != nil {
@@ -557,12 +561,10 @@ func (r *Registry) Delete(ctx context.Context, k api.Kind, id string) error {
 		return api.InUse("%s %q is still in use by %s%s", kindTitle(k), m.FQName, strings.Join(refs, ", "), more)
 	}
 	ops := []store.Op{store.Delete(kv.Key), store.Delete(fqKey(k, m.FQName)), store.Delete(deletingKey(id))}
-	if n, ok := obj.(*api.Node); ok && n.VTEPIP != "" {
-		if a, err := netip.ParseAddr(n.VTEPIP); err == nil {
-			ops = append(ops, store.Delete(vtepKey(a)))
-		}
+	if n, ok := obj.(*api.Node); ok {
+		ops = append(ops, nodeClaimOps(n)...)
 	}
-	if n, ok := obj.(*api.Network); ok && n.VNI != 0 {
+	if n, ok := obj.(*api.Network); ok && n.VNI != 0 && n.NetworkKind != api.NetworkOverlay {
 		ops = append(ops, store.Delete(vniKey(n.VNI)))
 	}
 	if _, err := r.kv.Txn(ctx, []store.Cmp{store.Unchanged(kv)}, ops); err != nil {

@@ -104,6 +104,14 @@ func (s *Server) routes() {
 	h("DELETE /v1/leases/{name}", s.handleReleaseLease)
 	h("POST /v1/nodes/register", s.handleRegisterNode)
 	h("POST /v1/nodes/{name}/heartbeat", s.handleHeartbeat)
+	h("POST /v1/nodes/{name}/overlay-status", s.handleOverlayStatus)
+	h("GET /v1/overlays", s.handleOverlayUsage)
+	h("GET /overlay-master/state", s.handleOverlayState)
+	h("POST /overlay-master/agents/delete", s.handleDeleteAgents)
+	h("/overlay-master/agents/delete", func(w http.ResponseWriter, _ *http.Request) error {
+		w.Header().Set("Allow", http.MethodPost)
+		return &api.Error{Message: "agents/delete takes POST {\"agents\": [\"<IPv4>\", ...]}", Code: http.StatusMethodNotAllowed}
+	})
 	h("GET /v1/{plural}", s.handleList)
 	h("POST /v1/{plural}", s.handleCreate)
 	h("GET /v1/{plural}/{id}", s.handleGet)

@@ -76,6 +76,7 @@ func init() {
 		summary: "Print the client's version and the controller's.",
 		setup:   func(*flag.FlagSet) runFunc { return runVersion },
 	}}
+	commands = append(commands, overlayCommands()...)
 }
 
 // projectFlag defines --project on fs.

@@ -123,3 +123,14 @@ func (c *Client) GetLease(ctx context.Context, name string) (api.Lease, error) {
 func (c *Client) ReleaseLease(ctx context.Context, name, holder string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/leases/"+url.PathEscape(name), url.Values{"holder": {holder}}, nil, nil)
 }
+
+// ReportOverlayStatus tells the controller the status of the node's
+// overlays through POST /v1/nodes/{name}/overlay-status.
+func (c *Client) ReportOverlayStatus(ctx context.Context, name string, rep api.OverlayStatusReport) (api.Node, error) {
+	var out api.Node
+	if name == "" {
+		return out, fmt.Errorf("overlay status: empty node name")
+	}
+	err := c.do(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(name)+"/overlay-status", nil, rep, &out)
+	return out, err
+}
