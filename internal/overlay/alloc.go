@@ -162,7 +162,7 @@ func lowestFreeSubnet[V any](space netip.Prefix, bits int, used map[netip.Prefix
 			n++
 		}
 	}
-	return netip.Prefix{}, &ExhaustedError{What: fmt.Sprintf("/%d subnet", bits), Overlay: overlay, Space: space, Used: n, Total: Capacity(space, bits)}
+	return netip.Prefix{}, &ExhaustedError{What: fmt.Sprintf("/%d subnet", bits), Overlay: overlay, Space: space, Used: n, Total: Capacity(space, bits), Bits: bits}
 }
 
 // Halves splits an agent subnet into its two halves: the lower one for the

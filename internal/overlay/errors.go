@@ -3,6 +3,7 @@ package overlay
 import (
 	"fmt"
 	"math"
+	"math/big"
 	"net/netip"
 	"strconv"
 
@@ -71,8 +72,10 @@ type ExhaustedError struct {
 	// Used is the number of allocations found in Space.
 	Used uint64
 	// Total is the number of allocations Space holds, saturated at
-	// math.MaxUint64.
+	// math.MaxUint64 (the message prints the exact number).
 	Total uint64
+	// Bits is the length of the subnets allocated, 0 for addresses.
+	Bits int
 }
 
 // Error returns the message with the numbers.
@@ -81,7 +84,7 @@ func (e *ExhaustedError) Error() string {
 	if e.Overlay != "" {
 		in = "overlay " + e.Overlay + " " + in
 	}
-	return fmt.Sprintf("no free %s in %s (%d of %s in use)", e.What, in, e.Used, formatCount(e.Total))
+	return fmt.Sprintf("no free %s in %s (%d of %s in use)", e.What, in, e.Used, e.total())
 }
 
 // Unwrap returns ErrExhausted.
@@ -92,10 +95,21 @@ func (e *ExhaustedError) APIError() *api.Error {
 	return api.Exhausted("", "%s", e.Error())
 }
 
-// formatCount prints a saturated count as a lower bound.
-func formatCount(n uint64) string {
-	if n == math.MaxUint64 {
-		return "more than " + strconv.FormatUint(n-1, 10)
+// total returns the exact number of allocations of Space in decimal.
+func (e *ExhaustedError) total() string {
+	if e.Total < math.MaxUint64 || !e.Space.IsValid() {
+		return strconv.FormatUint(e.Total, 10)
 	}
-	return strconv.FormatUint(n, 10)
+	width, bits := e.Space.Addr().BitLen(), e.Space.Bits()
+	if e.Bits > width || (e.Bits > 0 && e.Bits < bits) {
+		return strconv.FormatUint(e.Total, 10)
+	}
+	if e.Bits > 0 {
+		return new(big.Int).Lsh(big.NewInt(1), uint(e.Bits-bits)).String()
+	}
+	n := new(big.Int).Lsh(big.NewInt(1), uint(width-bits))
+	if e.Space.Addr().Is4() {
+		return n.Sub(n, big.NewInt(2)).String()
+	}
+	return n.Sub(n, big.NewInt(1)).String()
 }
