@@ -119,6 +119,13 @@ func (l *Linux) changed(ctx context.Context, msg string, args ...any) {
 	l.log.InfoContext(ctx, msg, args...)
 }
 
+func addrOrNone(a netip.Addr) string {
+	if !a.IsValid() {
+		return "none"
+	}
+	return a.String()
+}
+
 func nsName(path string) string {
 	if path == "" {
 		return "(current)"
@@ -240,7 +247,7 @@ func vtepDiff(vx *netlink.Vxlan, v VTEP) string {
 		d = append(d, fmt.Sprintf("mtu %d, want %d", vx.MTU, v.MTU))
 	}
 	if local := addrOf(vx.SrcAddr); local != v.Underlay {
-		d = append(d, fmt.Sprintf("local %v, want %v", local, v.Underlay))
+		d = append(d, fmt.Sprintf("local %s, want %s", addrOrNone(local), addrOrNone(v.Underlay)))
 	}
 	if !vx.Learning {
 		d = append(d, "learning off")
