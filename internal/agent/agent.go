@@ -46,6 +46,7 @@ import (
 	"github.com/weft-sdn/weft/internal/api"
 	"github.com/weft-sdn/weft/internal/api/client"
 	"github.com/weft-sdn/weft/internal/dataplane"
+	"github.com/weft-sdn/weft/internal/docker"
 	"github.com/weft-sdn/weft/internal/keylock"
 )
 
@@ -79,6 +80,12 @@ type Options struct {
 	// NewDataPlane builds the data plane once the node's VTEP is known;
 	// nil builds the Linux data plane.
 	NewDataPlane func(cfg dataplane.Config) (DataPlane, error)
+	// NewOverlayDataPlane builds the overlay data plane; nil builds the
+	// Linux one in the node's namespace.
+	NewOverlayDataPlane func() (OverlayDataPlane, error)
+	// Docker is the node's Docker engine; nil talks to Config.DockerHost
+	// (none when that is empty).
+	Docker docker.Engine
 }
 
 // Agent is a node agent. Make it with New, run it with Run.
@@ -134,6 +141,14 @@ type Agent struct {
 	// runCtx carries background work started by requests; set by Run.
 	runCtx context.Context
 
+	// The overlays: their data plane, the Docker engine, what the loop
+	// last did, and its kick.
+	newODP      func() (OverlayDataPlane, error)
+	odp         OverlayDataPlane
+	docker      docker.Engine
+	ovl         overlayState
+	overlayKick chan struct{}
+
 	localLn, portLn, metricsLn net.Listener
 	closeOnce                  sync.Once
 }
@@ -173,6 +188,20 @@ func New(cfg Config, opts Options) (*Agent, error) {
 		spareKick:  make(chan struct{}, 1),
 		wantSpares: map[string]time.Time{},
 		status:     "starting",
+		newODP:     opts.NewOverlayDataPlane,
+		docker:     opts.Docker,
+
+		overlayKick: make(chan struct{}, 1),
+	}
+	if a.newODP == nil {
+		a.newODP = func() (OverlayDataPlane, error) { return newLinuxOverlayDataPlane(cfg.NodeNetns, log) }
+	}
+	if a.docker == nil && cfg.DockerHost != "" {
+		dc, err := docker.NewClient(cfg.DockerHost, time.Duration(cfg.DockerTimeout))
+		if err != nil {
+			return nil, fmt.Errorf("docker-host: %w", err)
+		}
+		a.docker = dc
 	}
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create state dir: %w", err)
@@ -362,6 +391,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.setStatus("syncing the data plane")
 	wg.Go(func() { a.syncLoop(ctx) })
 	wg.Go(func() { a.spareLoop(ctx) })
+	if odp, err := a.newODP(); err != nil {
+		a.log.Error("overlay data plane unavailable; overlays stay unconfigured", "err", err)
+	} else {
+		a.odp = odp
+		wg.Go(func() { a.overlayLoop(ctx) })
+	}
 	<-ctx.Done()
 	return nil
 }
@@ -373,6 +408,7 @@ func (a *Agent) serve(ctx context.Context, wg *sync.WaitGroup) {
 	if a.portLn != nil {
 		portMux = http.NewServeMux()
 		portMux.Handle("/", a.PortAPIHandler())
+		portMux.Handle("/overlay-agent/overlay", a.OverlayAgentHandler())
 		if a.metricsLn == nil {
 			portMux.Handle("GET /metrics", a.MetricsHandler())
 		}
@@ -439,7 +475,8 @@ func (a *Agent) underlay() netip.Addr {
 // register registers the node, retrying with a capped exponential backoff
 // until the controller answers or ctx ends, and saves the registration.
 func (a *Agent) register(ctx context.Context) (*api.Node, error) {
-	req := api.Node{Meta: api.Meta{Kind: api.KindNode, Name: a.cfg.NodeName}, UnderlayIP: a.underlay().String()}
+	role := a.cfg.OverlayRole
+	req := api.Node{Meta: api.Meta{Kind: api.KindNode, Name: a.cfg.NodeName}, UnderlayIP: a.underlay().String(), OverlayRole: &role}
 	for attempt := 0; ; attempt++ {
 		n, created, err := a.client.RegisterNode(ctx, req)
 		if err == nil {
@@ -713,6 +750,9 @@ func (a *Agent) onEvent(ev api.WatchEvent) {
 				}
 			}
 		}
+	}
+	if ev.Kind == api.KindNode {
+		a.overlayKickNow()
 	}
 	if ev.Kind == api.KindNetwork && ev.Type == api.EventDeleted {
 		var n api.Network

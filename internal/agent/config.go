@@ -17,6 +17,7 @@ import (
 
 	"github.com/weft-sdn/weft/internal/api"
 	"github.com/weft-sdn/weft/internal/config"
+	"github.com/weft-sdn/weft/internal/overlay"
 )
 
 // Config of `weft agent`: defaults, then an optional JSON file (--config),
@@ -59,6 +60,37 @@ type Config struct {
 	ResyncInterval Duration `json:"resync_interval"`
 	// DNS is handed to containers in attach results, when set.
 	DNS api.DNSConfig `json:"dns,omitzero"`
+	// OverlayConfig is a DC/OS overlay agent configuration file (the
+	// agent module's agent_config); its cni_dir, cni_data_dir and
+	// network_config replace CNIDir, CNIDataDir, OverlayMTU, OverlayIPv6
+	// and OverlayRole.
+	OverlayConfig string `json:"overlay_config,omitempty"`
+	// CNIDir is where a CNI configuration per overlay is written
+	// (<cni_dir>/<overlay>.conf, Mesos' --network_cni_config_dir); empty
+	// writes none.
+	CNIDir string `json:"cni_dir,omitempty"`
+	// CNIDataDir is host-local's dataDir in those configurations.
+	CNIDataDir string `json:"cni_data_dir,omitempty"`
+	// OverlayCNI selects the plugins of the overlay CNI configurations:
+	// "bridge" (Debian's bridge + host-local, DC/OS's layout) or "weft"
+	// (weft-cni, which asks this agent).
+	OverlayCNI string `json:"overlay_cni"`
+	// OverlayMTU is the MTU of overlay bridges and Docker networks.
+	OverlayMTU int `json:"overlay_mtu"`
+	// OverlayIPv6 enables the IPv6 side of the overlays on this node.
+	OverlayIPv6 bool `json:"overlay_ipv6"`
+	// OverlayRole is what the node asks of the overlays (DC/OS
+	// network_config: allocate_subnet, mesos_bridge, docker_bridge).
+	OverlayRole api.OverlayRole `json:"overlay_role"`
+	// OverlayCheckInterval is how often the overlays are checked (the
+	// Docker engine above all) when nothing changes.
+	OverlayCheckInterval Duration `json:"overlay_check_interval"`
+	// DockerHost is the Docker Engine API (unix:///path); empty disables
+	// Docker networks.
+	DockerHost string `json:"docker_host"`
+	// DockerTimeout bounds each Docker Engine API call (DC/OS's
+	// command_timeout).
+	DockerTimeout Duration `json:"docker_timeout"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `json:"log_level"`
 }
@@ -77,23 +109,34 @@ const (
 	DefaultSpares         = 8
 	DefaultHeartbeat      = 5 * time.Second
 	DefaultResync         = 30 * time.Second
+	DefaultOverlayMTU     = 1420
+	DefaultOverlayCheck   = 5 * time.Second
+	DefaultDockerHost     = "unix:///var/run/docker.sock"
+	DefaultDockerTimeout  = 15 * time.Second
 )
 
 // DefaultConfig returns the defaults; NodeName is the hostname.
 func DefaultConfig() Config {
 	host, _ := os.Hostname()
 	return Config{
-		NodeName:          host,
-		Controller:        DefaultController,
-		StateDir:          DefaultStateDir,
-		Socket:            DefaultSocket,
-		PortAPIListen:     DefaultPortAPIListen,
-		RouterNSPrefix:    DefaultRouterNSPrefix,
-		VXLANPort:         DefaultVXLANPort,
-		Spares:            DefaultSpares,
-		HeartbeatInterval: Duration(DefaultHeartbeat),
-		ResyncInterval:    Duration(DefaultResync),
-		LogLevel:          "info",
+		NodeName:             host,
+		Controller:           DefaultController,
+		StateDir:             DefaultStateDir,
+		Socket:               DefaultSocket,
+		PortAPIListen:        DefaultPortAPIListen,
+		RouterNSPrefix:       DefaultRouterNSPrefix,
+		VXLANPort:            DefaultVXLANPort,
+		Spares:               DefaultSpares,
+		HeartbeatInterval:    Duration(DefaultHeartbeat),
+		ResyncInterval:       Duration(DefaultResync),
+		OverlayCNI:           "bridge",
+		OverlayMTU:           DefaultOverlayMTU,
+		OverlayIPv6:          true,
+		OverlayRole:          api.DefaultOverlayRole,
+		OverlayCheckInterval: Duration(DefaultOverlayCheck),
+		DockerHost:           DefaultDockerHost,
+		DockerTimeout:        Duration(DefaultDockerTimeout),
+		LogLevel:             "info",
 	}
 }
 
@@ -104,6 +147,9 @@ func DefaultConfig() Config {
 func ParseConfig(args []string, out io.Writer) (Config, error) {
 	cfg, err := config.Load(args, DefaultConfig, func(c *Config, file *string) *flag.FlagSet { return c.flagSet(file, out) })
 	if err != nil {
+		return cfg, err
+	}
+	if err := cfg.applyOverlayConfig(); err != nil {
 		return cfg, err
 	}
 	if cfg.UnderlayIP == "" && cfg.NodeNetns == "" {
@@ -135,6 +181,18 @@ func (c *Config) flagSet(file *string, out io.Writer) *flag.FlagSet {
 	fs.Var(config.ListFlag(&c.DNS.Nameservers), "dns-nameserver", "nameserver handed to containers (repeatable)")
 	fs.StringVar(&c.DNS.Domain, "dns-domain", c.DNS.Domain, "DNS domain handed to containers")
 	fs.Var(config.ListFlag(&c.DNS.Search), "dns-search", "DNS search domain handed to containers (repeatable)")
+	fs.StringVar(&c.OverlayConfig, "overlay-config", c.OverlayConfig, "DC/OS overlay agent configuration file (agent_config); replaces the cni and overlay flags below")
+	fs.StringVar(&c.CNIDir, "cni-dir", c.CNIDir, "directory for a CNI configuration per overlay (Mesos' --network_cni_config_dir); empty writes none")
+	fs.StringVar(&c.CNIDataDir, "cni-data-dir", c.CNIDataDir, "host-local dataDir of the overlay CNI configurations")
+	fs.StringVar(&c.OverlayCNI, "overlay-cni", c.OverlayCNI, "plugins of the overlay CNI configurations: bridge (bridge + host-local) or weft (weft-cni)")
+	fs.IntVar(&c.OverlayMTU, "overlay-mtu", c.OverlayMTU, "MTU of overlay bridges and Docker networks")
+	fs.BoolVar(&c.OverlayIPv6, "overlay-ipv6", c.OverlayIPv6, "configure the IPv6 side of the overlays")
+	fs.BoolVar(&c.OverlayRole.AllocateSubnet, "overlay-allocate-subnet", c.OverlayRole.AllocateSubnet, "ask for a subnet of each overlay")
+	fs.BoolVar(&c.OverlayRole.MesosBridge, "overlay-mesos-bridge", c.OverlayRole.MesosBridge, "bridge the Mesos half of each overlay subnet (m-<overlay>)")
+	fs.BoolVar(&c.OverlayRole.DockerBridge, "overlay-docker-bridge", c.OverlayRole.DockerBridge, "create the Docker network of the Docker half (d-<overlay>)")
+	fs.Var(config.DurationFlag(&c.OverlayCheckInterval), "overlay-check-interval", "how often the overlays and the Docker engine are checked")
+	fs.StringVar(&c.DockerHost, "docker-host", c.DockerHost, "Docker Engine API (unix:///path); empty disables Docker networks")
+	fs.Var(config.DurationFlag(&c.DockerTimeout), "docker-timeout", "bound of each Docker Engine API call")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: weft agent [flags]\n\nRuns the Weft node agent: registers the node with the controller, programs\nthe node's data plane, and serves the CNI plugin on a unix socket and the\nContrail-style port API.\n\nFlags:\n")
@@ -200,10 +258,54 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("dns-nameserver[%d]: %w", i, err))
 		}
 	}
+	if c.CNIDir != "" && !filepath.IsAbs(c.CNIDir) {
+		errs = append(errs, fmt.Errorf("cni-dir: %q is not an absolute path", c.CNIDir))
+	}
+	if c.OverlayCNI != "bridge" && c.OverlayCNI != "weft" {
+		errs = append(errs, fmt.Errorf("overlay-cni: %q is neither bridge nor weft", c.OverlayCNI))
+	}
+	if c.OverlayMTU < 552 || c.OverlayMTU > 65535 {
+		errs = append(errs, fmt.Errorf("overlay-mtu: %d is out of range (552-65535)", c.OverlayMTU))
+	}
+	if c.OverlayCheckInterval <= 0 {
+		errs = append(errs, errors.New("overlay-check-interval: must be positive"))
+	}
+	if c.DockerHost != "" {
+		if path, ok := strings.CutPrefix(c.DockerHost, "unix://"); !ok || !filepath.IsAbs(path) {
+			errs = append(errs, fmt.Errorf("docker-host: %q is not unix:///absolute/path", c.DockerHost))
+		}
+	}
+	if c.DockerTimeout <= 0 {
+		errs = append(errs, errors.New("docker-timeout: must be positive"))
+	}
 	if _, err := config.ParseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// applyOverlayConfig takes the DC/OS agent configuration file, when one
+// is given, over the overlay settings.
+func (c *Config) applyOverlayConfig() error {
+	if c.OverlayConfig == "" {
+		return nil
+	}
+	data, err := os.ReadFile(c.OverlayConfig)
+	if err != nil {
+		return fmt.Errorf("overlay-config: %w", err)
+	}
+	ac, err := overlay.ParseAgentConfig(data)
+	if err != nil {
+		return fmt.Errorf("overlay-config %s: %w", c.OverlayConfig, err)
+	}
+	c.CNIDir, c.CNIDataDir = ac.CNIDir, ac.CNIDataDir
+	nc := ac.NetworkConfig
+	c.OverlayMTU, c.OverlayIPv6 = nc.OverlayMTU, nc.EnableIPv6
+	c.OverlayRole = api.OverlayRole{AllocateSubnet: nc.AllocateSubnet, MesosBridge: nc.MesosBridge, DockerBridge: nc.DockerBridge}
+	if nc.CommandTimeout > 0 {
+		c.DockerTimeout = Duration(time.Duration(nc.CommandTimeout) * time.Millisecond)
+	}
+	return nil
 }
 
 // Level is the configured slog level.

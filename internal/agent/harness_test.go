@@ -24,6 +24,8 @@ import (
 	"github.com/weft-sdn/weft/internal/api/client"
 	"github.com/weft-sdn/weft/internal/controller"
 	"github.com/weft-sdn/weft/internal/dataplane"
+	"github.com/weft-sdn/weft/internal/docker"
+	"github.com/weft-sdn/weft/internal/overlaydp"
 	"github.com/weft-sdn/weft/internal/store"
 )
 
@@ -99,12 +101,15 @@ type harness struct {
 	client *client.Client
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T, mods ...func(*controller.Config)) *harness {
 	t.Helper()
 	ctx := context.Background()
 	cfg := controller.DefaultConfig()
 	cfg.TaskSubnets = []string{"10.32.0.0/16"}
 	cfg.Quarantine = -1 // released addresses are free at once
+	for _, m := range mods {
+		m(&cfg)
+	}
 	kv := store.NewMemory()
 	c, err := controller.NewWithStore(ctx, cfg, kv, testLogger())
 	if err != nil {
@@ -183,6 +188,7 @@ type agentRun struct {
 	t      *testing.T
 	a      *Agent
 	dp     *dataplane.Fake
+	odp    *overlaydp.Fake
 	sock   string
 	cfg    Config
 	cancel context.CancelFunc
@@ -196,6 +202,9 @@ type agentOpts struct {
 	underlay string
 	stateDir string
 	dp       *dataplane.Fake
+	odp      *overlaydp.Fake
+	docker   docker.Engine
+	cniDir   string
 	spares   int
 	resync   time.Duration
 	noWait   bool
@@ -236,7 +245,13 @@ func (h *harness) startAgent(o agentOpts) *agentRun {
 	if o.resync > 0 {
 		cfg.ResyncInterval = Duration(o.resync)
 	}
+	cfg.DockerHost = ""
+	cfg.CNIDir = o.cniDir
+	cfg.OverlayCheckInterval = Duration(50 * time.Millisecond)
 	fake := o.dp
+	if o.odp == nil {
+		o.odp = overlaydp.NewFake()
+	}
 	a, err := New(cfg, Options{
 		Log:    testLogger().With("agent", o.name),
 		Client: client.New(h.srv.URL, nil),
@@ -244,12 +259,14 @@ func (h *harness) startAgent(o agentOpts) *agentRun {
 			fake.Config = c
 			return fake, nil
 		},
+		NewOverlayDataPlane: func() (OverlayDataPlane, error) { return o.odp, nil },
+		Docker:              o.docker,
 	})
 	if err != nil {
 		t.Fatalf("new agent: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &agentRun{t: t, a: a, dp: fake, sock: cfg.Socket, cfg: cfg, cancel: cancel, done: make(chan error, 1)}
+	r := &agentRun{t: t, a: a, dp: fake, odp: o.odp, sock: cfg.Socket, cfg: cfg, cancel: cancel, done: make(chan error, 1)}
 	r.hc = &http.Client{
 		Timeout: 30 * time.Second,
 		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {

@@ -80,6 +80,7 @@ func (a *Agent) LocalHandler() http.Handler {
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		writeLocalJSON(w, http.StatusOK, a.Status())
 	})
+	mux.Handle("/overlay-agent/overlay", a.OverlayAgentHandler())
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeLocalError(w, &api.Error{Message: fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path), Code: http.StatusNotFound})
 	})

@@ -151,6 +151,10 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	binDir := fs.String("bin-dir", "", "directory of weft and weft-cni (default: this binary's)")
 	logLevel := fs.String("log-level", "info", "log level of the lab's daemons")
 	prefix := fs.String("prefix", "weftlab-", "name prefix of every namespace the lab makes")
+	noOverlay := fs.Bool("no-overlay", false, "leave out DC/OS's default overlays (dcos 9.0.0.0/8, dcos6 fd01:b::/64)")
+	overlayConfig := fs.String("overlay-config", "", "DC/OS overlay configuration file instead of DC/OS's defaults")
+	overlayCNI := fs.String("overlay-cni", "bridge", "plugins of the overlay CNI configurations: bridge (bridge + host-local) or weft")
+	nodeGrace := fs.Duration("node-grace", time.Hour, "how long a node may miss heartbeats before its VTEP and subnets are freed")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -159,7 +163,8 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	start := time.Now()
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	l, err := Up(ctx, Options{Nodes: *nodes, StateDir: *dir, BinDir: *binDir, Prefix: *prefix, ControllerListen: *listen, MarathonListen: *marathon, ManagerListen: *manager, LogLevel: *logLevel, Log: log})
+	l, err := Up(ctx, Options{Nodes: *nodes, StateDir: *dir, BinDir: *binDir, Prefix: *prefix, ControllerListen: *listen, MarathonListen: *marathon, ManagerListen: *manager, LogLevel: *logLevel, Log: log,
+		NoOverlay: *noOverlay, OverlayConfig: *overlayConfig, OverlayCNI: *overlayCNI, NodeGrace: *nodeGrace})
 	if err != nil {
 		return err
 	}
@@ -203,6 +208,8 @@ type NodeStatus struct {
 	Underlay string `json:"underlay"`
 	VTEP     string `json:"vtep,omitempty"`
 	Agent    string `json:"agent"`
+	// Overlays are the node's overlay subnets and their status.
+	Overlays []api.NodeOverlay `json:"overlays,omitempty"`
 }
 
 // Status gathers the lab's status from its state, the controller and the
@@ -221,6 +228,7 @@ func (l *Lab) Status(ctx context.Context) (StatusReport, error) {
 		var node api.Node
 		if err := cli.GetByFQName(ctx, "nodes", n.Name, &node); err == nil {
 			ns.VTEP = node.VTEPIP + " " + node.VTEPMAC
+			ns.Overlays = node.Overlays
 		}
 		if st, err := n.AgentStatus(ctx); err == nil {
 			ns.Agent = "ready"
@@ -265,6 +273,17 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	for _, n := range r.Nodes {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", n.Name, n.Underlay, n.VTEP, n.Agent)
 	}
+	overlayHeader := false
+	for _, n := range r.Nodes {
+		for _, o := range n.Overlays {
+			if !overlayHeader {
+				fmt.Fprintf(tw, "\nOVERLAY\tNODE\tSUBNET\tMESOS HALF\tDOCKER HALF\tSTATUS\n")
+				overlayHeader = true
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", o.Name, n.Name, orDash(join2(o.Subnet, o.Subnet6)),
+				orDash(bridgeHalf(o.MesosBridge)), orDash(bridgeHalf(o.DockerBridge)), overlayStatus(o))
+		}
+	}
 	fmt.Fprintf(tw, "\nNETWORK\tVNI\tSUBNETS\t\n")
 	for _, n := range r.Networks {
 		var subs []string
@@ -275,6 +294,37 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	writeTasks(tw, r.Tasks)
 	return tw.Flush()
+}
+
+func join2(a, b string) string {
+	switch {
+	case a == "":
+		return b
+	case b == "":
+		return a
+	}
+	return a + "," + b
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func bridgeHalf(b *api.OverlayBridge) string {
+	if b == nil {
+		return ""
+	}
+	return join2(b.IP, b.IP6)
+}
+
+func overlayStatus(o api.NodeOverlay) string {
+	if o.Error != "" {
+		return o.Status + " (" + firstLine(o.Error) + ")"
+	}
+	return o.Status
 }
 
 func writeTasks(tw *tabwriter.Writer, tasks []Task) {
@@ -346,6 +396,7 @@ func cmdTask(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fs.Var(&nets, "network", "Weft network of the next interface (repeatable)")
 		fs.StringVar(&req.IP, "ip", "", "explicit address of the first interface")
 		fs.BoolVar(&req.IPv6, "ipv6", false, "also ask for an IPv6 address")
+		fs.StringVar(&req.Overlay, "overlay", "", "run on this DC/OS-style overlay (dcos, dcos6) instead of Weft networks")
 		fs.Var(&labels, "label", "NetworkInfo label K=V (repeatable)")
 		if err := parse(fs, flags); err != nil {
 			return err

@@ -58,6 +58,18 @@ type Options struct {
 	Quarantine time.Duration
 	// Spares per network and family on each agent (default 8).
 	Spares int
+	// NoOverlay leaves out DC/OS's default overlays (dcos, dcos6), which
+	// every lab node joins otherwise.
+	NoOverlay bool
+	// OverlayConfig is a DC/OS overlay configuration file used instead of
+	// DC/OS's defaults.
+	OverlayConfig string
+	// OverlayCNI is the plugin choice of the overlay CNI configurations
+	// the agents write: "bridge" (default) or "weft".
+	OverlayCNI string
+	// NodeGrace is how long a node may miss heartbeats before the
+	// controller frees its VTEP, subnets and addresses (default 1h).
+	NodeGrace time.Duration
 	// LogLevel of the daemons (default info).
 	LogLevel string
 	// Log receives progress records; nil discards them.
@@ -173,6 +185,12 @@ func (o *Options) defaults() error {
 	}
 	if o.MarathonListen == "" {
 		o.MarathonListen = "127.0.0.1:8080"
+	}
+	if o.OverlayCNI == "" {
+		o.OverlayCNI = "bridge"
+	}
+	if o.NodeGrace == 0 {
+		o.NodeGrace = time.Hour
 	}
 	if o.Quarantine == 0 {
 		o.Quarantine = 10 * time.Second

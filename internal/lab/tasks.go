@@ -35,7 +35,11 @@ type TaskRequest struct {
 	// IP is an explicit address for the first interface.
 	IP string
 	// IPv6 asks for an IPv6 address too (dual stack).
-	IPv6    bool
+	IPv6 bool
+	// Overlay launches the task on a DC/OS-style overlay instead (the CNI
+	// network of that name, which the node's agent writes); Networks, IP
+	// and Labels are then not used.
+	Overlay string
 	Labels  map[string]string
 	Command []string
 }
@@ -146,6 +150,10 @@ func (l *Lab) RunTask(ctx context.Context, req TaskRequest) (Task, error) {
 		nets = []string{""}
 	}
 	var infos []mesos.NetworkInfo
+	if req.Overlay != "" {
+		infos = append(infos, mesos.NetworkInfo{Name: req.Overlay, IPAddresses: []mesos.IPAddress{{Protocol: mesos.IPv4}}})
+		nets = nil
+	}
 	for i, net := range nets {
 		info := mesos.NetworkInfo{Name: CNINetwork}
 		var kv []string

@@ -79,10 +79,17 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 	l.ControllerURL = "http://" + opts.ControllerListen
 	l.ControllerSocket = filepath.Join(dir, "controller.sock")
 	weft := filepath.Join(opts.BinDir, "weft")
-	l.Controller, err = l.start("controller", []string{weft, "controller",
+	ctlArgs := []string{weft, "controller",
 		"--listen", opts.ControllerListen, "--listen-unix", l.ControllerSocket,
 		"--data-dir", filepath.Join(dir, "controller"), "--etcd-listen", "http://127.0.0.1:0",
-		"--quarantine", opts.Quarantine.String(), "--log-level", opts.LogLevel})
+		"--quarantine", opts.Quarantine.String(), "--node-grace", opts.NodeGrace.String(), "--log-level", opts.LogLevel}
+	switch {
+	case opts.OverlayConfig != "":
+		ctlArgs = append(ctlArgs, "--overlay-config", opts.OverlayConfig)
+	case !opts.NoOverlay:
+		ctlArgs = append(ctlArgs, "--dcos-overlay")
+	}
+	l.Controller, err = l.start("controller", ctlArgs)
 	if err != nil {
 		return l, err
 	}
@@ -122,6 +129,9 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 			"--controller", "unix://" + l.ControllerSocket,
 			"--state-dir", filepath.Join(n.StateDir, "agent"), "--socket", n.AgentSocket,
 			"--port-api-listen", "", "--router-ns-prefix", n.RouterPrefix,
+			"--cni-dir", n.CNIConfigDir, "--cni-data-dir", filepath.Join(n.StateDir, "cni", "networks"),
+			"--overlay-cni", opts.OverlayCNI, "--overlay-check-interval", "1s",
+			"--docker-host", "unix://" + n.DockerSocket(),
 			"--spares", strconv.Itoa(opts.Spares), "--log-level", opts.LogLevel})
 		if err != nil {
 			return l, err
@@ -260,6 +270,13 @@ func (l *Lab) RestartEmulator(ctx context.Context, node string, whileDown func()
 	})
 }
 
+// DebianCNIDir holds Debian's containernetworking-plugins.
+const DebianCNIDir = "/usr/lib/cni"
+
+// DockerSocket is where the node's agent looks for a Docker engine (the
+// lab starts none; tests start one there).
+func (n NodeState) DockerSocket() string { return filepath.Join(n.StateDir, "docker", "docker.sock") }
+
 // writeCNIConfig installs the node's CNI plugins and configurations as an
 // operator would for the Mesos network/cni isolator: weft-cni as itself
 // and as contrail-cni-plugin (links in the node's plugin directory), the
@@ -275,6 +292,19 @@ func writeCNIConfig(n NodeState, binDir string) error {
 		link := filepath.Join(n.CNIPluginsDir, name)
 		_ = os.Remove(link)
 		if err := os.Symlink(filepath.Join(binDir, "weft-cni"), link); err != nil {
+			return err
+		}
+	}
+	// Debian's bridge and host-local, which the overlay CNI configurations
+	// use in the DC/OS layout.
+	for _, name := range []string{"bridge", "host-local", "loopback"} {
+		target := filepath.Join(DebianCNIDir, name)
+		if _, err := os.Stat(target); err != nil {
+			continue
+		}
+		link := filepath.Join(n.CNIPluginsDir, name)
+		_ = os.Remove(link)
+		if err := os.Symlink(target, link); err != nil {
 			return err
 		}
 	}

@@ -1,0 +1,188 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weft-sdn/weft/internal/api"
+	"github.com/weft-sdn/weft/internal/controller"
+	"github.com/weft-sdn/weft/internal/dataplane"
+	"github.com/weft-sdn/weft/internal/docker"
+	"github.com/weft-sdn/weft/internal/overlay"
+)
+
+// overlayStatus is node's overlay statuses at the controller, one per
+// overlay: "dcos=OK dcos6=FAILED(...)".
+func (h *harness) overlayStatus(node string) string {
+	h.t.Helper()
+	var n api.Node
+	if err := h.client.GetByFQName(context.Background(), "nodes", node, &n); err != nil {
+		return "error: " + err.Error()
+	}
+	var parts []string
+	for _, o := range n.Overlays {
+		s := o.Name + "=" + o.Status
+		if o.Error != "" {
+			s += "(" + o.Error + ")"
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, " ")
+}
+
+func (h *harness) waitOverlayStatus(node string, ok func(string) bool) string {
+	h.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s := h.overlayStatus(node)
+		if ok(s) {
+			return s
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("overlay status of %s: %s", node, s)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestOverlayAgentConfiguresAndReports(t *testing.T) {
+	h := newHarness(t, func(c *controller.Config) { c.DCOSOverlay = true })
+	cniDir := t.TempDir()
+	engine := docker.NewFake()
+	r1 := h.startAgent(agentOpts{name: "node1", underlay: "198.18.0.11", dp: dataplane.NewFake(), docker: engine, cniDir: cniDir})
+	r2 := h.startAgent(agentOpts{name: "node2", underlay: "198.18.0.12", dp: dataplane.NewFake()})
+	allOK := func(s string) bool { return s == "dcos=OK dcos6=OK" }
+	h.waitOverlayStatus("node1", allOK)
+	h.waitOverlayStatus("node2", allOK)
+
+	// The overlay data plane: node1's VTEP and node2 as its peer.
+	deadline := time.Now().Add(5 * time.Second)
+	for len(r1.odp.State().Peers) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	st := r1.odp.State()
+	if st.VTEP.Name != "vtep1024" || st.VTEP.VNI != 1024 || st.VTEP.Port != 64000 || st.VTEP.IP.String() != "44.128.0.1/20" ||
+		st.VTEP.IP6.String() != "fd01:a::1/64" || st.VTEP.MAC.String() != "70:b3:d5:80:00:01" || st.VTEP.Underlay.String() != "198.18.0.11" {
+		t.Errorf("vtep: %+v", st.VTEP)
+	}
+	if len(st.Overlays) != 2 || st.Overlays[0].MesosBridge != "m-dcos" || st.Overlays[0].MesosHalf.String() != "9.0.0.0/25" ||
+		st.Overlays[0].Subnet.String() != "9.0.0.0/8" || !st.Overlays[0].NAT || st.Overlays[1].MesosHalf6.String() != "fd01:b::/81" {
+		t.Errorf("overlays: %+v", st.Overlays)
+	}
+	if len(st.Peers) != 1 || st.Peers[0].Node != "node2" || st.Peers[0].VTEPIP.String() != "44.128.0.2" ||
+		fmt.Sprint(st.Peers[0].Subnets) != "[9.0.1.0/24 fd01:b:0:0:1::/80]" || st.Peers[0].Underlay.String() != "198.18.0.12" {
+		t.Errorf("peers: %+v", st.Peers)
+	}
+
+	// The CNI configurations in DC/OS's layout, run by bridge + host-local.
+	b, err := os.ReadFile(filepath.Join(cniDir, "dcos.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"name":"dcos","type":"bridge","bridge":"m-dcos","isGateway":true,"ipMasq":false,"hairpinMode":true,"mtu":1420,"ipam":{"type":"host-local","subnet":"9.0.0.0/25","routes":[{"dst":"0.0.0.0/0"}]}}` + "\n"
+	if string(b) != want {
+		t.Errorf("dcos.conf:\n got %s\nwant %s", b, want)
+	}
+	if b, err := os.ReadFile(filepath.Join(cniDir, "dcos6.conf")); err != nil || !strings.Contains(string(b), "fd01:b::/81") {
+		t.Errorf("dcos6.conf: %s %v", b, err)
+	}
+	// The Docker networks of the Docker halves.
+	dump := engine.Dump()
+	for _, w := range []string{"dcos", "d-dcos", "9.0.0.128/25", "dcos6", "d-dcos6", "fd01:b::8000:0:0/81", "1420"} {
+		if !strings.Contains(dump, w) {
+			t.Errorf("docker networks lack %q:\n%s", w, dump)
+		}
+	}
+
+	// DC/OS's agent endpoint, on the port API listener.
+	resp, err := http.Get("http://" + r1.a.PortAPIAddr() + "/overlay-agent/overlay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	info, err := overlay.DecodeAgentInfo(body)
+	if err != nil || resp.StatusCode != http.StatusOK || info.IP != "198.18.0.11" || len(info.Overlays) != 2 ||
+		info.Overlays[0].State == nil || info.Overlays[0].State.Status != overlay.StatusOK || info.ConfigurationAttempts == 0 {
+		t.Errorf("/overlay-agent/overlay: %d %s %v", resp.StatusCode, body, err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, "http://"+r1.a.PortAPIAddr()+"/overlay-agent/overlay", nil)
+	req.Header.Set("Accept", "text/html")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusUnsupportedMediaType {
+		t.Errorf("Accept text/html: %v %v, want 415", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+
+	// The Docker engine stops: FAILED with the reason; back: OK.
+	engine.SetDown(true)
+	s := h.waitOverlayStatus("node1", func(s string) bool { return strings.Contains(s, "dcos=FAILED") })
+	if !strings.Contains(s, "docker engine") || !strings.Contains(s, "not running") {
+		t.Errorf("status with the engine down: %s", s)
+	}
+	engine.SetDown(false)
+	h.waitOverlayStatus("node1", allOK)
+	// A node that never ran an engine stays OK without one.
+	if s := h.overlayStatus("node2"); !allOK(s) {
+		t.Errorf("node2 without docker: %s", s)
+	}
+
+	// The data plane fails: FAILED with its error; repaired: OK.
+	r1.odp.SetError(errors.New("vtep1024: operation not permitted"))
+	s = h.waitOverlayStatus("node1", func(s string) bool { return strings.Contains(s, "FAILED") })
+	if !strings.Contains(s, "data plane") || !strings.Contains(s, "operation not permitted") {
+		t.Errorf("status with a failing data plane: %s", s)
+	}
+	r1.odp.SetError(nil)
+	h.waitOverlayStatus("node1", allOK)
+
+	// node2 goes and is deleted through DC/OS's endpoint: node1 drops it.
+	r2.stop()
+	if _, err := h.client.DeleteOverlayAgents(context.Background(), []string{"198.18.0.12"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for len(r1.odp.State().Peers) != 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if p := r1.odp.State().Peers; len(p) != 0 {
+		t.Errorf("peers after the delete: %+v", p)
+	}
+}
+
+func TestDesiredOverlayStateSkipsUnusablePeers(t *testing.T) {
+	backend := &api.OverlayBackend{VTEPName: "vtep1024", VNI: 1024, Port: 64000, VTEPPrefix: 20, VTEPPrefix6: 64}
+	self := &api.Node{Meta: api.Meta{FQName: "a"}, UnderlayIP: "198.18.0.1", VTEPIP: "44.128.0.1", VTEPMAC: "70:b3:d5:80:00:01", VTEPIP6: "fd01:a::1",
+		OverlayBackend: backend, Overlays: []api.NodeOverlay{{Name: "dcos", OverlaySubnet: "9.0.0.0/8", Subnet: "9.0.0.0/24",
+			MesosBridge: &api.OverlayBridge{Name: "m-dcos", IP: "9.0.0.0/25"}}}}
+	nodes := map[string]*api.Node{
+		"a": self,
+		// No overlay backend (registered before the overlays existed).
+		"b": {Meta: api.Meta{FQName: "b"}, UnderlayIP: "198.18.0.2", VTEPIP: "44.128.0.2", VTEPMAC: "70:b3:d5:80:00:02"},
+		// No subnet (allocation failed): nothing to route to.
+		"c": {Meta: api.Meta{FQName: "c"}, UnderlayIP: "198.18.0.3", VTEPIP: "44.128.0.3", VTEPMAC: "70:b3:d5:80:00:03", OverlayBackend: backend,
+			Overlays: []api.NodeOverlay{{Name: "dcos", Status: api.OverlayFailed}}},
+		// IPv6 subnet but IPv6 disabled on this node.
+		"d": {Meta: api.Meta{FQName: "d"}, UnderlayIP: "198.18.0.4", VTEPIP: "44.128.0.4", VTEPMAC: "70:b3:d5:80:00:04", VTEPIP6: "fd01:a::4", OverlayBackend: backend,
+			Overlays: []api.NodeOverlay{{Name: "dcos", Subnet: "9.0.4.0/24"}, {Name: "dcos6", Subnet6: "fd01:b:0:0:4::/80"}}},
+	}
+	st, err := DesiredOverlayState(self, nodes, netip.MustParseAddr("198.18.0.1"), overlayOptions{MTU: 1420})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Peers) != 1 || st.Peers[0].Node != "d" || fmt.Sprint(st.Peers[0].Subnets) != "[9.0.4.0/24]" || st.Peers[0].VTEPIP6.IsValid() {
+		t.Errorf("peers: %+v", st.Peers)
+	}
+	if st.VTEP.IP6.IsValid() || st.Overlays[0].MTU != 1420 {
+		t.Errorf("vtep %+v overlays %+v", st.VTEP, st.Overlays)
+	}
+}
