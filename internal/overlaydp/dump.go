@@ -68,10 +68,6 @@ func fmtBridge(name string, mtu int, alias string, up bool) string {
 	return fmt.Sprintf("link %s type=bridge mtu=%d%s%s", name, mtu, fmtAlias(alias), fmtUp(up))
 }
 
-func fmtOtherLink(name, typ string) string {
-	return fmt.Sprintf("link %s type=%s", name, typ)
-}
-
 func fmtAlias(a string) string {
 	if a == "" {
 		return ""
