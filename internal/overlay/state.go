@@ -181,6 +181,21 @@ func (a *AgentInfo) UnmarshalJSON(data []byte) error {
 	return nil
 }
 
+// UnmarshalJSON decodes without validation; an absent "info" still comes
+// out enabled, as DC/OS's default says.
+func (o *AgentOverlayInfo) UnmarshalJSON(data []byte) error {
+	type plain AgentOverlayInfo
+	var p plain
+	if err := json.Unmarshal(data, &p); err != nil {
+		return err
+	}
+	if p.Info.Enabled == nil {
+		p.Info.Enabled = boolPtr(true)
+	}
+	*o = AgentOverlayInfo(p)
+	return nil
+}
+
 // DecodeState decodes the body of GET /overlay-master/state (or of POST
 // /overlay-master/agents/delete). Unknown keys are ignored; nothing is
 // validated.
