@@ -148,6 +148,10 @@ type Agent struct {
 	docker      docker.Engine
 	ovl         overlayState
 	overlayKick chan struct{}
+	// ovlAllocMu serialises the local allocation of overlay addresses;
+	// ovlCursor is the last address handed out per network and half.
+	ovlAllocMu sync.Mutex
+	ovlCursor  map[string]netip.Addr
 
 	localLn, portLn, metricsLn net.Listener
 	closeOnce                  sync.Once
@@ -192,6 +196,7 @@ func New(cfg Config, opts Options) (*Agent, error) {
 		docker:     opts.Docker,
 
 		overlayKick: make(chan struct{}, 1),
+		ovlCursor:   map[string]netip.Addr{},
 	}
 	if a.newODP == nil {
 		a.newODP = func() (OverlayDataPlane, error) { return newLinuxOverlayDataPlane(cfg.NodeNetns, log) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -138,6 +139,9 @@ func (a *Agent) Attach(ctx context.Context, req api.AttachRequest) (res api.Atta
 	n, err := a.resolveNetwork(ctx, req.Network, req.Project)
 	if err != nil {
 		return res, err
+	}
+	if n.NetworkKind == api.NetworkOverlay {
+		return a.attachOverlay(ctx, req, n, start)
 	}
 	allowed, err := allowedSubnets(n, req.Subnets)
 	if err != nil {
@@ -280,18 +284,32 @@ func (a *Agent) reattach(ctx context.Context, req api.AttachRequest, e *Entry) (
 	if req.Netns != e.Netns {
 		return api.AttachResult{}, api.Conflict("netns", "%s is already attached in netns %s", e.describe(), e.Netns)
 	}
-	dpn := dataplaneNetwork(a.cache.Network(e.NetworkUUID), e)
-	ep := endpointOf(e)
 	a.dpMu.RLock()
 	defer a.dpMu.RUnlock()
-	if err := a.dp.Check(ctx, dpn, ep); err == nil {
+	if err := a.entryCheck(ctx, e); err == nil {
 		return a.resultOf(e), nil
 	} else {
 		a.log.Info("attachment in the journal is gone from the data plane; making it again", "container", e.ContainerID, "ifname", e.IfName, "reason", err)
 	}
-	done, err := a.dp.Attach(ctx, dpn, ep)
-	if err != nil {
-		return api.AttachResult{}, fmt.Errorf("attach %s to network %s again: %w", e.describe(), e.NetworkFQName, err)
+	var done struct {
+		HostIf string
+		MAC    net.HardwareAddr
+	}
+	if e.Bridge != "" {
+		if a.odp == nil {
+			return api.AttachResult{}, fmt.Errorf("%w: the overlay data plane is not running", ErrNotReady)
+		}
+		ep, err := a.odp.Attach(ctx, overlayEndpointOf(e))
+		if err != nil {
+			return api.AttachResult{}, fmt.Errorf("attach %s to overlay network %s again: %w", e.describe(), e.NetworkFQName, err)
+		}
+		done.HostIf, done.MAC = ep.HostIf, ep.MAC
+	} else {
+		ep, err := a.dp.Attach(ctx, dataplaneNetwork(a.cache.Network(e.NetworkUUID), e), endpointOf(e))
+		if err != nil {
+			return api.AttachResult{}, fmt.Errorf("attach %s to network %s again: %w", e.describe(), e.NetworkFQName, err)
+		}
+		done.HostIf, done.MAC = ep.HostIf, ep.MAC
 	}
 	if done.HostIf != e.HostIf || done.MAC.String() != e.MAC {
 		e.HostIf, e.MAC = done.HostIf, done.MAC.String()
@@ -714,8 +732,7 @@ func (a *Agent) detachEntry(ctx context.Context, e *Entry, netns string) error {
 	// built.
 	if err := a.waitDataPlane(ctx, 5*time.Second); err == nil {
 		a.dpMu.RLock()
-		dpn := dataplaneNetwork(a.cache.Network(e.NetworkUUID), e)
-		werr := a.dp.Withdraw(ctx, dpn, endpointOf(e))
+		werr := a.entryWithdraw(ctx, e)
 		a.dpMu.RUnlock()
 		if werr != nil {
 			return fmt.Errorf("detach %s: %w", e.describe(), werr)
@@ -752,7 +769,7 @@ func (a *Agent) Check(ctx context.Context, req api.DetachRequest) error {
 	}
 	a.dpMu.RLock()
 	defer a.dpMu.RUnlock()
-	if err := a.dp.Check(ctx, dataplaneNetwork(a.cache.Network(e.NetworkUUID), e), endpointOf(e)); err != nil {
+	if err := a.entryCheck(ctx, e); err != nil {
 		return api.Conflict("", "%s: %v", e.describe(), err)
 	}
 	return nil

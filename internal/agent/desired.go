@@ -50,8 +50,8 @@ func DesiredState(self string, snap *Snapshot, entries []*Entry, keep ...string)
 	}
 	nets := map[string]*netAcc{}
 	for _, e := range entries {
-		if e.External || e.State != StateAttached {
-			continue
+		if e.External || e.State != StateAttached || e.Bridge != "" {
+			continue // overlay attachments live on the overlay data plane
 		}
 		acc, ok := nets[e.NetworkUUID]
 		if !ok {

@@ -90,6 +90,9 @@ type Entry struct {
 	PortName string `json:"port_name,omitempty"`
 	MAC      string `json:"mac,omitempty"`
 	HostIf   string `json:"host_ifname,omitempty"`
+	// Bridge is the Mesos bridge of an attachment to an overlay network
+	// (m-dcos); empty for virtual networks.
+	Bridge string `json:"bridge,omitempty"`
 	// MTU of the container interface as asked for; 0 is the network's.
 	MTU      int         `json:"mtu,omitempty"`
 	IPs      []JournalIP `json:"ips"`

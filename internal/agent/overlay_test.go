@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -184,5 +186,79 @@ func TestDesiredOverlayStateSkipsUnusablePeers(t *testing.T) {
 	}
 	if st.VTEP.IP6.IsValid() || st.Overlays[0].MTU != 1420 {
 		t.Errorf("vtep %+v overlays %+v", st.VTEP, st.Overlays)
+	}
+}
+
+func TestOverlayAttachWeftMode(t *testing.T) {
+	h := newHarness(t, func(c *controller.Config) { c.DCOSOverlay = true })
+	r := h.startAgent(agentOpts{name: "node1", underlay: "198.18.0.11", dp: dataplane.NewFake()})
+	h.waitOverlayStatus("node1", func(s string) bool { return s == "dcos=OK dcos6=OK" })
+	req := func(id, network string, ips ...string) api.AttachRequest {
+		return api.AttachRequest{ContainerID: id, IfName: "eth0", Netns: "/run/netns/" + id, Network: network, IPs: ips, CNINetwork: "dcos"}
+	}
+	res := r.attach(req("c1", "dcos"))
+	if len(res.IPs) != 1 || res.IPs[0].Address != "9.0.0.2/25" || res.IPs[0].Gateway != "9.0.0.1" ||
+		len(res.Routes) != 1 || res.Routes[0].Dst != "0.0.0.0/0" || res.Routes[0].GW != "9.0.0.1" {
+		t.Fatalf("first attach: %+v", res)
+	}
+	if got := r.attach(req("c2", "dcos")).IPs[0].Address; got != "9.0.0.3/25" {
+		t.Errorf("second attach: %s", got)
+	}
+	// A released address is not handed out again at once.
+	r.detach("c1", "eth0")
+	if got := r.attach(req("c3", "dcos")).IPs[0].Address; got != "9.0.0.4/25" {
+		t.Errorf("after a release: %s, want 9.0.0.4/25", got)
+	}
+	// Explicit addresses: honoured inside the Mesos half, refused outside.
+	if got := r.attach(req("c4", "dcos", "9.0.0.100")).IPs[0].Address; got != "9.0.0.100/25" {
+		t.Errorf("explicit: %s", got)
+	}
+	for ip, field := range map[string]string{"9.0.0.200": "ips", "9.0.0.1": "ips", "9.0.0.3": "ips"} {
+		var out api.AttachResult
+		if code, ae := r.call("POST", "/v1/attach", req("x-"+ip, "dcos", ip), &out); code < 400 || ae.Field != field {
+			t.Errorf("explicit %s: %d %+v", ip, code, ae)
+		}
+	}
+	// IPv6 overlays carry Mesos containers too.
+	res6 := r.attach(req("c6", "default-domain:default-project:dcos6"))
+	if len(res6.IPs) != 1 || res6.IPs[0].Address != "fd01:b::2/81" || res6.Routes[0].Dst != "::/0" || res6.Routes[0].GW != "fd01:b::1" {
+		t.Errorf("dcos6: %+v", res6)
+	}
+	// The endpoints are on the overlay data plane, on the Mesos bridges,
+	// and none on the virtual one.
+	r.settle()
+	var eps []string
+	for _, ep := range r.odp.Endpoints() {
+		eps = append(eps, fmt.Sprintf("%s %s %v %v", ep.ContainerID, ep.Bridge, ep.IPs, ep.Gateways))
+	}
+	wantEps := []string{"c2 m-dcos [9.0.0.3/25] [9.0.0.1]", "c3 m-dcos [9.0.0.4/25] [9.0.0.1]", "c4 m-dcos [9.0.0.100/25] [9.0.0.1]", "c6 m-dcos6 [fd01:b::2/81] [fd01:b::1]"}
+	slices.Sort(eps)
+	if fmt.Sprint(eps) != fmt.Sprint(wantEps) {
+		t.Errorf("overlay endpoints:\n got %v\nwant %v", eps, wantEps)
+	}
+	if d := r.dump(); strings.Contains(d, "9.0.0") {
+		t.Errorf("overlay addresses in the virtual data plane:\n%s", d)
+	}
+	// The ports reach the controller, on the overlay network.
+	ports, err := h.client.List(context.Background(), "ports", nil)
+	var nets []string
+	for _, raw := range ports.Items {
+		var p api.Port
+		_ = json.Unmarshal(raw, &p)
+		nets = append(nets, p.ContainerID+" "+p.Network)
+	}
+	slices.Sort(nets)
+	if err != nil || fmt.Sprint(nets) != "[c2 default-domain:default-project:dcos c3 default-domain:default-project:dcos c4 default-domain:default-project:dcos c6 default-domain:default-project:dcos6]" {
+		t.Errorf("ports: %v %v", err, nets)
+	}
+	// CHECK, DEL twice.
+	if code, ae := r.call("POST", "/v1/check", api.DetachRequest{ContainerID: "c2", IfName: "eth0", Netns: "/run/netns/c2"}, nil); code != http.StatusNoContent {
+		t.Errorf("check: %d %v", code, ae)
+	}
+	r.detach("c2", "eth0")
+	r.detach("c2", "eth0")
+	r.settle()
+	if n := len(r.odp.Endpoints()); n != 3 {
+		t.Errorf("%d overlay endpoints after detaching c2, want 3", n)
 	}
 }

@@ -306,7 +306,7 @@ func (a *Agent) destroyInterface(ctx context.Context, e *Entry) error {
 	}
 	a.dpMu.RLock()
 	defer a.dpMu.RUnlock()
-	if err := a.dp.Detach(ctx, dataplaneNetwork(a.cache.Network(e.NetworkUUID), e), endpointOf(e)); err != nil {
+	if err := a.entryDetach(ctx, e); err != nil {
 		return fmt.Errorf("detach: %w", err)
 	}
 	return nil
