@@ -71,8 +71,8 @@ func (p proc) String() string {
 }
 
 // processes returns the live processes of the daemon: dockerd, its
-// containerd and the shims (every process whose command line names a path
-// under Dir), the processes in the daemon's container cgroups, and every
+// containerd and the shims (the engine's programs whose command line
+// names a path under Dir), the processes in the daemon's container cgroups, and every
 // one seen before that still runs. It remembers them all.
 func (d *Daemon) processes() []proc {
 	var found []proc
@@ -85,7 +85,7 @@ func (d *Daemon) processes() []proc {
 			continue
 		}
 		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !bytes.Contains(cmdline, needle) {
+		if err != nil || !bytes.Contains(cmdline, needle) || !dockerComm(pid) {
 			continue
 		}
 		if p, ok := procOf(pid); ok {
@@ -123,6 +123,23 @@ func (d *Daemon) processes() []proc {
 	}
 	slices.SortFunc(out, func(a, b proc) int { return a.pid - b.pid })
 	return out
+}
+
+// dockerComm reports whether pid runs one of the engine's programs
+// (dockerd, containerd, its shims, runc, docker-proxy/-init): other
+// processes may name a path under Dir too (a client given the socket).
+func dockerComm(pid int) bool {
+	comm, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "comm"))
+	if err != nil {
+		return false
+	}
+	c := strings.TrimSpace(string(comm))
+	for _, p := range []string{"dockerd", "containerd", "runc", "docker-", "nsenter"} {
+		if strings.HasPrefix(c, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // Processes returns the pids of the daemon's live processes: dockerd,
