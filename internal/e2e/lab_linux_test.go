@@ -21,14 +21,18 @@ import (
 
 // upLab brings up a lab from the built binaries and takes it down at the
 // end of the test, checking that nothing of it is left.
-func upLab(t *testing.T, nodes int, quarantine time.Duration) *lab.Lab {
+func upLab(t *testing.T, nodes int, quarantine time.Duration, mods ...func(*lab.Options)) *lab.Lab {
 	t.Helper()
 	kerneltest.RequireRoot(t)
 	prefix := randomPrefix()
-	l, err := lab.Up(context.Background(), lab.Options{
+	opts := lab.Options{
 		Nodes: nodes, StateDir: filepath.Join(t.TempDir(), "lab"), BinDir: binDir, Prefix: prefix,
 		ControllerListen: freeAddr(t), MarathonListen: freeAddr(t), ManagerListen: freeAddr(t), Quarantine: quarantine, Spares: 2,
-	})
+	}
+	for _, m := range mods {
+		m(&opts)
+	}
+	l, err := lab.Up(context.Background(), opts)
 	if err != nil {
 		t.Fatalf("lab up: %v", err)
 	}

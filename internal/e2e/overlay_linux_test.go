@@ -267,3 +267,51 @@ func TestOverlayDCOS(t *testing.T) {
 func registerNode(ctx context.Context, l *lab.Lab, name, underlay string) (api.Node, bool, error) {
 	return l.Client().RegisterNode(ctx, api.Node{Meta: api.Meta{Kind: api.KindNode, Name: name}, UnderlayIP: underlay})
 }
+
+// TestOverlayWeftCNI runs the overlays with CNI configurations in weft
+// mode: weft-cni asks the node's agent, which allocates in the node's
+// Mesos half and puts the container on the Mesos bridge.
+func TestOverlayWeftCNI(t *testing.T) {
+	l := upLab(t, 2, 10*time.Second, func(o *lab.Options) { o.OverlayCNI = "weft" })
+	eventually(t, 30*time.Second, "weft-mode CNI configuration on node2", func() error {
+		b, err := os.ReadFile(filepath.Join(l.Nodes[1].CNIConfigDir, "dcos6.conf"))
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(string(b), `"type":"weft-cni"`) {
+			return fmt.Errorf("dcos6.conf: %s", b)
+		}
+		return nil
+	})
+	node1 := labNode(t, l, "node1")
+	a := run(t, l, lab.TaskRequest{Name: "a", Node: "node1", Overlay: "dcos"})
+	b := run(t, l, lab.TaskRequest{Name: "b", Node: "node2", Overlay: "dcos"})
+	half := netip.MustParsePrefix(overlayOf(node1, "dcos").MesosBridge.IP)
+	if got := netip.MustParseAddr(strings.Split(a.IPs[0], "/")[0]); got != overlay.Gateway(half).Next() {
+		t.Errorf("first task on node1 got %s, want the first address after the gateway of %s", got, half)
+	}
+	if !reach(l, "a", "", strings.Split(b.IPs[0], "/")[0]) || !reach(l, "b", "", strings.Split(a.IPs[0], "/")[0]) {
+		t.Fatalf("weft-mode tasks on dcos do not reach each other: %s <-> %s", a.IPs, b.IPs)
+	}
+	a6 := run(t, l, lab.TaskRequest{Name: "a6", Node: "node1", Overlay: "dcos6"})
+	b6 := run(t, l, lab.TaskRequest{Name: "b6", Node: "node2", Overlay: "dcos6"})
+	eventually(t, 10*time.Second, "weft-mode tasks on dcos6 reach each other", func() error {
+		if !reach(l, "a6", "", strings.Split(b6.IPs[0], "/")[0]) {
+			return fmt.Errorf("%s -> %s", a6.IPs, b6.IPs)
+		}
+		return nil
+	})
+	// The ports are at the controller; killing a task releases its port.
+	if err := l.KillTask(context.Background(), "a"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "the killed task's port is gone", func() error {
+		if n := portCount(t, l, OverlayNetwork("dcos")); n != 1 {
+			return fmt.Errorf("%d ports on dcos, want 1", n)
+		}
+		return nil
+	})
+}
+
+// OverlayNetwork is the fq_name of an overlay's network.
+func OverlayNetwork(name string) string { return api.DefaultProject + ":" + name }
