@@ -205,6 +205,9 @@ func (r *Registry) assignOverlays(ctx context.Context, n *api.Node) (guard, bool
 			continue
 		}
 		i := slices.IndexFunc(n.Overlays, func(o api.NodeOverlay) bool { return o.Name == s.name })
+		if i < 0 && !role.AllocateSubnet {
+			continue // a node without subnets has no part in the overlays but its VTEP
+		}
 		if i < 0 {
 			n.Overlays = append(n.Overlays, api.NodeOverlay{Name: s.name, Network: s.network, Status: api.OverlayConfiguring})
 			i, changed = len(n.Overlays)-1, true
@@ -494,7 +497,7 @@ func (r *Registry) overlayIncomplete(n *api.Node) bool {
 			continue
 		}
 		i := slices.IndexFunc(n.Overlays, func(o api.NodeOverlay) bool { return o.Name == s.name })
-		if i < 0 || p.missingSubnet(n, &n.Overlays[i]) {
+		if (i < 0 && (n.OverlayRole == nil || n.OverlayRole.AllocateSubnet)) || (i >= 0 && p.missingSubnet(n, &n.Overlays[i])) {
 			return true
 		}
 	}

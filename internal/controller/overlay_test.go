@@ -98,6 +98,11 @@ func TestOverlayAllocationDCOSDefaults(t *testing.T) {
 			"\n  dcos CONFIGURING subnet=9.0.2.0/24 subnet6=" +
 			"\n  dcos6 CONFIGURING subnet= subnet6=fd01:b:0:0:2::/80",
 	}
+	// Without allocate_subnet: a VTEP, no overlay entries (nothing stays
+	// CONFIGURING), and heartbeats do not try again.
+	if n := e.register(t, "v1", "10.0.0.9", &api.OverlayRole{}); n.VTEPIP != "44.128.0.4" || len(n.Overlays) != 0 {
+		t.Errorf("node without subnets: %s", summary(n))
+	}
 	for i := range want {
 		if got[i] != want[i] {
 			t.Errorf("node %d:\n got %s\nwant %s", i, got[i], want[i])
@@ -125,7 +130,7 @@ func TestOverlayAllocationDCOSDefaults(t *testing.T) {
 	if again := summary(e2.register(t, "a2", "10.0.0.6", nil)); again != before {
 		t.Errorf("a restart moved the assignment:\n%s\n%s", before, again)
 	}
-	if n := e2.register(t, "a4", "10.0.0.8", nil); n.VTEPIP != "44.128.0.4" || n.Overlays[0].Subnet != "9.0.3.0/24" {
+	if n := e2.register(t, "a4", "10.0.0.8", nil); n.VTEPIP != "44.128.0.5" || n.Overlays[0].Subnet != "9.0.3.0/24" {
 		t.Errorf("after restart: %s", summary(n))
 	}
 }
