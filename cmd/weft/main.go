@@ -21,8 +21,8 @@ import (
 const usage = `Usage: weft <command> [flags]
 
 Commands:
-  controller    run the controller (resource API, IPAM, watch stream)
-  agent         run the node agent (data plane, CNI socket, port API)
+  controller    run the controller (resource API, IPAM, watch stream, overlay master)
+  agent         run the node agent (data planes, overlays, CNI socket, port API)
   mesos-manager follow Marathon and Mesos: port metadata, release, resync, cleanup
   lab           a whole cluster on this machine: up, status, task, exec, matrix, down
   version       print the version

@@ -195,7 +195,7 @@ func (c *Config) flagSet(file *string, out io.Writer) *flag.FlagSet {
 	fs.Var(config.DurationFlag(&c.DockerTimeout), "docker-timeout", "bound of each Docker Engine API call")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.Usage = func() {
-		fmt.Fprintf(out, "Usage: weft agent [flags]\n\nRuns the Weft node agent: registers the node with the controller, programs\nthe node's data plane, and serves the CNI plugin on a unix socket and the\nContrail-style port API.\n\nFlags:\n")
+		fmt.Fprintf(out, "Usage: weft agent [flags]\n\nRuns the Weft node agent: registers the node with the controller, programs\nthe node's data planes (virtual networks and DC/OS-style overlays: VTEP,\nbridges, CNI configurations, Docker networks), and serves the CNI plugin on a\nunix socket and the Contrail-style port API (with /overlay-agent/overlay).\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	return fs

@@ -109,7 +109,7 @@ func (c *Config) flagSet(file *string, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.Var(config.DurationFlag(&c.ShutdownTimeout), "shutdown-timeout", "bound of the graceful shutdown")
 	fs.Usage = func() {
-		fmt.Fprintf(out, "Usage: weft controller [flags]\n\nRuns the Weft controller: the resource API, the IPAM server and the\nwatch stream, with state in etcd (embedded unless --etcd-endpoints).\n\nFlags:\n")
+		fmt.Fprintf(out, "Usage: weft controller [flags]\n\nRuns the Weft controller: the resource API, the IPAM server, the\nwatch stream and the DC/OS-compatible overlay master, with state in etcd (embedded unless --etcd-endpoints).\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	return fs

@@ -30,11 +30,16 @@ emulator per node, a Marathon emulator and a mesos-manager.
 
 Commands:
   up       create the lab          [--nodes N] [--controller-listen ADDR] [--marathon-listen ADDR] [--manager-listen ADDR]
-  status   show nodes, networks and tasks [-o table|json]
+                                   [--no-overlay | --overlay-config FILE] [--overlay-cni bridge|weft] [--node-grace D]
+           every node joins DC/OS's default overlays dcos (9.0.0.0/8, /24 per node)
+           and dcos6 (fd01:b::/64, /80 per node) unless --no-overlay
+  status   show nodes, overlays, networks and tasks [-o table|json]
   down     remove everything the lab made (also after a crash of up)
   task run NAME --node NODE [--network NET]... [--ip ADDR] [--ipv6] [--label K=V]... [-- CMD...]
            launch a task through the node's Mesos agent emulator (one
            interface per --network: eth0, eth1, ...; default network if none)
+  task run NAME --node NODE --overlay dcos|dcos6 [-- CMD...]
+           launch a task on an overlay (the CNI network the node's agent wrote)
   task list                        tasks with their nodes, states and addresses
   task kill NAME                   kill a task (its networks are detached, CNI DEL)
   exec NAME -- CMD...              run a command inside a task's network namespace
