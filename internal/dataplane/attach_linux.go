@@ -14,6 +14,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/weft-sdn/weft/internal/kernelnet"
 	"github.com/weft-sdn/weft/internal/netns"
 )
 
@@ -79,7 +80,7 @@ func (l *Linux) Attach(ctx context.Context, n Network, ep Endpoint) (_ Endpoint,
 			switch {
 			case derr == nil:
 				l.changed(ctx, "undo attach: deleted veth", "netns", r.name, "link", ep.HostIf)
-			case !isLinkNotFound(derr):
+			case !kernelnet.IsLinkNotFound(derr):
 				l.log.ErrorContext(ctx, "undo attach: delete veth", "netns", r.name, "link", ep.HostIf, "err", derr)
 			}
 		}
@@ -98,11 +99,11 @@ func (l *Linux) Attach(ctx context.Context, n Network, ep Endpoint) (_ Endpoint,
 	}
 
 	host, err := r.h.LinkByName(ep.HostIf)
-	if err != nil && !isLinkNotFound(err) {
+	if err != nil && !kernelnet.IsLinkNotFound(err) {
 		return ep, fmt.Errorf("attach %s: find %s in %s: %w", what, ep.HostIf, r.name, err)
 	}
 	cl, err := ch.LinkByName(ep.IfName)
-	if err != nil && !isLinkNotFound(err) {
+	if err != nil && !kernelnet.IsLinkNotFound(err) {
 		return ep, fmt.Errorf("attach %s: find %s in %s: %w", what, ep.IfName, ep.Netns, err)
 	}
 	if host != nil && cl != nil && isPeer(host, cl) {
@@ -134,7 +135,7 @@ func (l *Linux) Attach(ctx context.Context, n Network, ep Endpoint) (_ Endpoint,
 	}
 	if host != nil {
 		// Its peer is gone or elsewhere (a re-created sandbox): replace it.
-		if err := r.h.LinkDel(host); err != nil && !isLinkNotFound(err) {
+		if err := r.h.LinkDel(host); err != nil && !kernelnet.IsLinkNotFound(err) {
 			return ep, fmt.Errorf("attach %s: delete stale %s in %s: %w", what, ep.HostIf, r.name, err)
 		}
 		l.changed(ctx, "deleted stale host veth", "netns", r.name, "link", ep.HostIf)
@@ -226,13 +227,13 @@ func (l *Linux) attachmentDiff(ch *netlink.Handle, cl netlink.Link, ep Endpoint)
 }
 
 func globalAddrs(h *netlink.Handle, link netlink.Link) ([]netip.Prefix, error) {
-	addrs, err := retry(func() ([]netlink.Addr, error) { return h.AddrList(link, netlink.FAMILY_ALL) })
+	addrs, err := kernelnet.Retry(func() ([]netlink.Addr, error) { return h.AddrList(link, netlink.FAMILY_ALL) })
 	if err != nil {
 		return nil, fmt.Errorf("list addresses of %s: %w", link.Attrs().Name, err)
 	}
 	var out []netip.Prefix
 	for _, a := range addrs {
-		p, ok := prefixOf(a.IPNet)
+		p, ok := kernelnet.PrefixOf(a.IPNet)
 		if !ok || p.Addr().IsLinkLocalUnicast() {
 			continue
 		}
@@ -251,13 +252,13 @@ func (l *Linux) checkAddrsFree(r *router, ep Endpoint) error {
 		dst := hostPrefix(ip.Addr())
 		routes, err := r.h.RouteGetWithOptions(ip.Addr().AsSlice(), &netlink.RouteGetOptions{FIBMatch: true})
 		if err != nil {
-			if errors.Is(err, unix.ENETUNREACH) || errors.Is(err, unix.EHOSTUNREACH) || isNotExist(err) {
+			if errors.Is(err, unix.ENETUNREACH) || errors.Is(err, unix.EHOSTUNREACH) || kernelnet.IsNotExist(err) {
 				continue // no route at all
 			}
 			return fmt.Errorf("look up the route to %s in %s: %w", dst, r.name, err)
 		}
 		for _, rt := range routes {
-			if p, ok := prefixOf(rt.Dst); !ok || p != dst || rt.Table != unix.RT_TABLE_MAIN {
+			if p, ok := kernelnet.PrefixOf(rt.Dst); !ok || p != dst || rt.Table != unix.RT_TABLE_MAIN {
 				continue
 			}
 			name := fmt.Sprintf("ifindex %d", rt.LinkIndex)
@@ -314,7 +315,7 @@ func (l *Linux) configureContainer(ctx context.Context, ch *netlink.Handle, cl n
 		if a.IP.Addr().Is6() {
 			flags |= unix.IFA_F_NODAD
 		}
-		if err := ch.AddrAdd(cl, &netlink.Addr{IPNet: ipnetOf(a.IP), Flags: flags}); err != nil {
+		if err := ch.AddrAdd(cl, &netlink.Addr{IPNet: kernelnet.IPNetOf(a.IP), Flags: flags}); err != nil {
 			return fmt.Errorf("add address %s to %s in %s: %w", a.IP, ep.IfName, ep.Netns, err)
 		}
 		l.changed(ctx, "added container address", "netns", ep.Netns, "link", ep.IfName, "addr", a.IP)
@@ -405,7 +406,7 @@ const (
 func containerTable(cl netlink.Link) int { return containerTableBase + cl.Attrs().Index }
 
 func listTable(h *netlink.Handle, table int) ([]netlink.Route, error) {
-	return retry(func() ([]netlink.Route, error) {
+	return kernelnet.Retry(func() ([]netlink.Route, error) {
 		return h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: table}, netlink.RT_FILTER_TABLE)
 	})
 }
@@ -422,7 +423,7 @@ func defaultPrefix(fam int) netip.Prefix {
 func defaultLink(routes []netlink.Route, fam int) int {
 	best, link := -1, 0
 	for _, rt := range routes {
-		p, ok := prefixOf(rt.Dst)
+		p, ok := kernelnet.PrefixOf(rt.Dst)
 		if !ok || p.Bits() != 0 || family(p.Addr()) != fam {
 			continue
 		}
@@ -438,19 +439,19 @@ func defaultLink(routes []netlink.Route, fam int) int {
 
 // ensureSourceRule adds "from ip lookup table" unless present.
 func (l *Linux) ensureSourceRule(ctx context.Context, ch *netlink.Handle, ep Endpoint, ip netip.Addr, table int) error {
-	rules, err := retry(func() ([]netlink.Rule, error) { return ch.RuleList(family(ip)) })
+	rules, err := kernelnet.Retry(func() ([]netlink.Rule, error) { return ch.RuleList(family(ip)) })
 	if err != nil {
 		return fmt.Errorf("list rules in %s: %w", ep.Netns, err)
 	}
 	src := hostPrefix(ip)
 	for _, ru := range rules {
-		if p, ok := prefixOf(ru.Src); ok && p == src && ru.Table == table {
+		if p, ok := kernelnet.PrefixOf(ru.Src); ok && p == src && ru.Table == table {
 			return nil
 		}
 	}
 	ru := netlink.NewRule()
 	ru.Family = family(ip)
-	ru.Src = ipnetOf(src)
+	ru.Src = kernelnet.IPNetOf(src)
 	ru.Table = table
 	ru.Priority = sourceRulePriority
 	if err := ch.RuleAdd(ru); err != nil {
@@ -464,7 +465,7 @@ func (l *Linux) ensureSourceRule(ctx context.Context, ch *netlink.Handle, ep End
 // go away with the interface; rules would not).
 func (l *Linux) removeSourceRules(ctx context.Context, ch *netlink.Handle, ns string, cl netlink.Link) error {
 	table := containerTable(cl)
-	rules, err := retry(func() ([]netlink.Rule, error) { return ch.RuleList(netlink.FAMILY_ALL) })
+	rules, err := kernelnet.Retry(func() ([]netlink.Rule, error) { return ch.RuleList(netlink.FAMILY_ALL) })
 	if err != nil {
 		return fmt.Errorf("list rules in %s: %w", ns, err)
 	}
@@ -473,7 +474,7 @@ func (l *Linux) removeSourceRules(ctx context.Context, ch *netlink.Handle, ns st
 		if ru.Table != table {
 			continue
 		}
-		if err := ch.RuleDel(&ru); err != nil && !isNotExist(err) {
+		if err := ch.RuleDel(&ru); err != nil && !kernelnet.IsNotExist(err) {
 			errs = append(errs, fmt.Errorf("delete rule lookup %d in %s: %w", table, ns, err))
 			continue
 		}
@@ -484,7 +485,7 @@ func (l *Linux) removeSourceRules(ctx context.Context, ch *netlink.Handle, ns st
 
 func hasDefault(routes []netlink.Route, fam int) bool {
 	for _, rt := range routes {
-		p, ok := prefixOf(rt.Dst)
+		p, ok := kernelnet.PrefixOf(rt.Dst)
 		if ok && p.Bits() == 0 && family(p.Addr()) == fam {
 			return true
 		}
@@ -500,11 +501,11 @@ func hasDefault(routes []netlink.Route, fam int) bool {
 func (l *Linux) ensureContainerRoute(ctx context.Context, ch *netlink.Handle, ep Endpoint, cl netlink.Link, table int, routes *[]netlink.Route, dst netip.Prefix, gw netip.Addr) error {
 	used := map[int]bool{}
 	for _, rt := range *routes {
-		p, ok := prefixOf(rt.Dst)
+		p, ok := kernelnet.PrefixOf(rt.Dst)
 		if !ok || p != dst {
 			continue
 		}
-		if rt.LinkIndex == cl.Attrs().Index && addrOf(rt.Gw) == gw {
+		if rt.LinkIndex == cl.Attrs().Index && kernelnet.AddrOf(rt.Gw) == gw {
 			return nil
 		}
 		used[rt.Priority] = true
@@ -518,7 +519,7 @@ func (l *Linux) ensureContainerRoute(ctx context.Context, ch *netlink.Handle, ep
 	}
 	rt := netlink.Route{
 		LinkIndex: cl.Attrs().Index,
-		Dst:       ipnetOf(dst),
+		Dst:       kernelnet.IPNetOf(dst),
 		Gw:        gw.AsSlice(),
 		Flags:     int(netlink.FLAG_ONLINK),
 		Priority:  metric,
@@ -535,12 +536,12 @@ func (l *Linux) ensureContainerRoute(ctx context.Context, ch *netlink.Handle, ep
 
 // ensureNeigh makes ip -> mac a permanent neighbour entry on link.
 func (l *Linux) ensureNeigh(ctx context.Context, h *netlink.Handle, ns string, link netlink.Link, ip netip.Addr, mac net.HardwareAddr) error {
-	neighs, err := retry(func() ([]netlink.Neigh, error) { return h.NeighList(link.Attrs().Index, family(ip)) })
+	neighs, err := kernelnet.Retry(func() ([]netlink.Neigh, error) { return h.NeighList(link.Attrs().Index, family(ip)) })
 	if err != nil {
 		return fmt.Errorf("list neighbours of %s in %s: %w", link.Attrs().Name, ns, err)
 	}
 	for _, nb := range neighs {
-		if addrOf(nb.IP) == ip && nb.HardwareAddr.String() == mac.String() && nb.State&netlink.NUD_PERMANENT != 0 {
+		if kernelnet.AddrOf(nb.IP) == ip && nb.HardwareAddr.String() == mac.String() && nb.State&netlink.NUD_PERMANENT != 0 {
 			return nil
 		}
 	}
@@ -615,7 +616,7 @@ func (l *Linux) openHostVeth(ctx context.Context, op string, n Network, ep Endpo
 		return nil, nil, fmt.Errorf("%s %s: %w", op, ep.HostIf, err)
 	}
 	link, err := r.h.LinkByName(ep.HostIf)
-	if isLinkNotFound(err) {
+	if kernelnet.IsLinkNotFound(err) {
 		r.close()
 		l.log.DebugContext(ctx, op+": no host veth", "netns", name, "hostif", ep.HostIf)
 		return nil, nil, nil
@@ -655,7 +656,7 @@ func (l *Linux) Withdraw(ctx context.Context, n Network, ep Endpoint) error {
 	}
 	defer r.close()
 	if link.Attrs().Flags&net.FlagUp != 0 {
-		if err := r.h.LinkSetDown(link); err != nil && !isLinkNotFound(err) {
+		if err := r.h.LinkSetDown(link); err != nil && !kernelnet.IsLinkNotFound(err) {
 			return fmt.Errorf("withdraw: set %s down in %s: %w", ep.HostIf, r.name, err)
 		}
 		l.changed(ctx, "set link down", "netns", r.name, "link", ep.HostIf)
@@ -695,7 +696,7 @@ func (l *Linux) Detach(ctx context.Context, n Network, ep Endpoint) error {
 			ch.Close()
 		}
 	}
-	if err := r.h.LinkDel(link); err != nil && !isLinkNotFound(err) {
+	if err := r.h.LinkDel(link); err != nil && !kernelnet.IsLinkNotFound(err) {
 		return fmt.Errorf("detach: delete %s in %s: %w", ep.HostIf, r.name, err)
 	}
 	l.changed(ctx, "deleted veth", "netns", r.name, "link", ep.HostIf)
@@ -773,21 +774,21 @@ func (l *Linux) Check(ctx context.Context, n Network, ep Endpoint) error {
 		if host.Attrs().Flags&net.FlagUp == 0 {
 			miss("host interface %s up in %s", ep.HostIf, name)
 		}
-		routes, err := retry(func() ([]netlink.Route, error) { return r.h.RouteList(host, netlink.FAMILY_ALL) })
+		routes, err := kernelnet.Retry(func() ([]netlink.Route, error) { return r.h.RouteList(host, netlink.FAMILY_ALL) })
 		if err != nil {
 			return fmt.Errorf("check %s: list routes in %s: %w", what, name, err)
 		}
-		neighs, err := retry(func() ([]netlink.Neigh, error) { return r.h.NeighList(host.Attrs().Index, netlink.FAMILY_ALL) })
+		neighs, err := kernelnet.Retry(func() ([]netlink.Neigh, error) { return r.h.NeighList(host.Attrs().Index, netlink.FAMILY_ALL) })
 		if err != nil {
 			return fmt.Errorf("check %s: list neighbours in %s: %w", what, name, err)
 		}
 		for _, ip := range ep.IPs {
 			dst := hostPrefix(ip.Addr())
-			if !slices.ContainsFunc(routes, func(rt netlink.Route) bool { p, _ := prefixOf(rt.Dst); return p == dst }) {
+			if !slices.ContainsFunc(routes, func(rt netlink.Route) bool { p, _ := kernelnet.PrefixOf(rt.Dst); return p == dst }) {
 				miss("route %s dev %s in %s", dst, ep.HostIf, name)
 			}
 			if !slices.ContainsFunc(neighs, func(nb netlink.Neigh) bool {
-				return addrOf(nb.IP) == ip.Addr() && nb.HardwareAddr.String() == ep.MAC.String() && nb.State&netlink.NUD_PERMANENT != 0
+				return kernelnet.AddrOf(nb.IP) == ip.Addr() && nb.HardwareAddr.String() == ep.MAC.String() && nb.State&netlink.NUD_PERMANENT != 0
 			}) {
 				miss("neighbour %s lladdr %s dev %s in %s", ip.Addr(), ep.MAC, ep.HostIf, name)
 			}
@@ -828,14 +829,14 @@ func (l *Linux) checkContainer(ch *netlink.Handle, ep Endpoint, addrs []epAddr, 
 			miss("address %s on %s", a.IP, ep.IfName)
 		}
 	}
-	routes, err := retry(func() ([]netlink.Route, error) {
+	routes, err := kernelnet.Retry(func() ([]netlink.Route, error) {
 		return ch.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
 	})
 	if err != nil {
 		miss("routes of %s (%v)", ep.Netns, err)
 		return
 	}
-	neighs, err := retry(func() ([]netlink.Neigh, error) { return ch.NeighList(cl.Attrs().Index, netlink.FAMILY_ALL) })
+	neighs, err := kernelnet.Retry(func() ([]netlink.Neigh, error) { return ch.NeighList(cl.Attrs().Index, netlink.FAMILY_ALL) })
 	if err != nil {
 		miss("neighbours of %s (%v)", ep.IfName, err)
 		return
@@ -848,13 +849,13 @@ func (l *Linux) checkContainer(ch *netlink.Handle, ep Endpoint, addrs []epAddr, 
 		}
 		seen[s] = true
 		if !slices.ContainsFunc(neighs, func(nb netlink.Neigh) bool {
-			return addrOf(nb.IP) == s.Gateway && nb.State&netlink.NUD_PERMANENT != 0 && (hmac == nil || nb.HardwareAddr.String() == hmac.String())
+			return kernelnet.AddrOf(nb.IP) == s.Gateway && nb.State&netlink.NUD_PERMANENT != 0 && (hmac == nil || nb.HardwareAddr.String() == hmac.String())
 		}) {
 			miss("gateway neighbour %s dev %s", s.Gateway, ep.IfName)
 		}
 		if !slices.ContainsFunc(routes, func(rt netlink.Route) bool {
-			p, _ := prefixOf(rt.Dst)
-			return p == s.Prefix && rt.LinkIndex == cl.Attrs().Index && addrOf(rt.Gw) == s.Gateway
+			p, _ := kernelnet.PrefixOf(rt.Dst)
+			return p == s.Prefix && rt.LinkIndex == cl.Attrs().Index && kernelnet.AddrOf(rt.Gw) == s.Gateway
 		}) {
 			miss("route %s via %s dev %s", s.Prefix, s.Gateway, ep.IfName)
 		}

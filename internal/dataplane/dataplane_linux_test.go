@@ -25,6 +25,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/weft-sdn/weft/internal/kernelnet"
 	"github.com/weft-sdn/weft/internal/netns"
 )
 
@@ -486,7 +487,7 @@ func testDrift(t *testing.T, e *env, specs []netSpec) {
 		t.Fatal(err)
 	}
 	// Delete a remote route and the FDB entry by hand.
-	rt := &netlink.Route{LinkIndex: vx.Attrs().Index, Dst: ipnetOf(pfx("10.0.0.64/26")), Table: unix.RT_TABLE_MAIN}
+	rt := &netlink.Route{LinkIndex: vx.Attrs().Index, Dst: kernelnet.IPNetOf(pfx("10.0.0.64/26")), Table: unix.RT_TABLE_MAIN}
 	if err := h.RouteDel(rt); err != nil {
 		t.Fatalf("delete route: %v", err)
 	}
@@ -496,7 +497,7 @@ func testDrift(t *testing.T, e *env, specs []netSpec) {
 		t.Fatalf("delete fdb: %v", err)
 	}
 	// And a stale route and neighbour that Sync must remove.
-	stale := &netlink.Route{LinkIndex: vx.Attrs().Index, Dst: ipnetOf(pfx("10.0.0.192/26")), Gw: net.ParseIP("44.128.0.9"), Flags: int(netlink.FLAG_ONLINK), Table: unix.RT_TABLE_MAIN}
+	stale := &netlink.Route{LinkIndex: vx.Attrs().Index, Dst: kernelnet.IPNetOf(pfx("10.0.0.192/26")), Gw: net.ParseIP("44.128.0.9"), Flags: int(netlink.FLAG_ONLINK), Table: unix.RT_TABLE_MAIN}
 	if err := h.RouteAdd(stale); err != nil {
 		t.Fatalf("add stale route: %v", err)
 	}
@@ -542,7 +543,7 @@ func testDrift(t *testing.T, e *env, specs []netSpec) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := h.RouteDel(&netlink.Route{LinkIndex: host.Attrs().Index, Dst: ipnetOf(pfx("10.0.0.5/32")), Scope: netlink.SCOPE_LINK, Table: unix.RT_TABLE_MAIN}); err != nil {
+	if err := h.RouteDel(&netlink.Route{LinkIndex: host.Attrs().Index, Dst: kernelnet.IPNetOf(pfx("10.0.0.5/32")), Scope: netlink.SCOPE_LINK, Table: unix.RT_TABLE_MAIN}); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.NeighDel(&netlink.Neigh{LinkIndex: host.Attrs().Index, Family: netlink.FAMILY_V4, IP: net.ParseIP("10.0.0.5")}); err != nil {
@@ -599,7 +600,7 @@ func testCheckMissing(t *testing.T, e *env) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	def := &netlink.Route{LinkIndex: cl.Attrs().Index, Dst: ipnetOf(pfx("0.0.0.0/0")), Table: unix.RT_TABLE_MAIN}
+	def := &netlink.Route{LinkIndex: cl.Attrs().Index, Dst: kernelnet.IPNetOf(pfx("0.0.0.0/0")), Table: unix.RT_TABLE_MAIN}
 	if err := ch.RouteDel(def); err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/weft-sdn/weft/internal/kernelnet"
 	"github.com/weft-sdn/weft/internal/netns"
 )
 
@@ -65,24 +65,19 @@ func (l *Linux) dumpRouter(name string) (*nsDump, error) {
 	// for it, and a kept handle keeps its namespace alive.
 	defer r.discard()
 	d := &nsDump{name: name}
-	err = netns.Do(r.path, func() error {
-		for _, k := range dumpSysctls {
-			v, err := os.ReadFile("/proc/sys/net/" + k)
-			if errors.Is(err, os.ErrNotExist) {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			d.sysctls = append(d.sysctls, fmtSysctl(k, strings.TrimSpace(string(v))))
-		}
-		return nil
+	var sysctls []kernelnet.Sysctl
+	err = netns.Do(r.path, func() (err error) {
+		sysctls, err = kernelnet.ReadSysctls(dumpSysctls)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read sysctls in %s: %w", name, err)
 	}
+	for _, s := range sysctls {
+		d.sysctls = append(d.sysctls, fmtSysctl(s.Key, s.Value))
+	}
 
-	links, err := retry(r.h.LinkList)
+	links, err := kernelnet.Retry(r.h.LinkList)
 	if err != nil {
 		return nil, fmt.Errorf("list links in %s: %w", name, err)
 	}
@@ -93,7 +88,7 @@ func (l *Linux) dumpRouter(name string) (*nsDump, error) {
 		byIndex[a.Index] = a.Name
 		extra := ""
 		if vx, ok := link.(*netlink.Vxlan); ok {
-			extra = fmtVXLANExtra(vx.VxlanId, addrOf(vx.SrcAddr), vx.Port, vx.Learning)
+			extra = fmtVXLANExtra(vx.VxlanId, kernelnet.AddrOf(vx.SrcAddr), vx.Port, vx.Learning)
 			vxlans = append(vxlans, link)
 		}
 		d.links = append(d.links, fmtLinkLine(a.Name, link.Type(), extra, a.HardwareAddr, a.MTU, a.Flags&net.FlagUp != 0))
@@ -105,7 +100,7 @@ func (l *Linux) dumpRouter(name string) (*nsDump, error) {
 		return "ifindex" + strconv.Itoa(i)
 	}
 
-	addrs, err := retry(func() ([]netlink.Addr, error) { return r.h.AddrList(nil, netlink.FAMILY_ALL) })
+	addrs, err := kernelnet.Retry(func() ([]netlink.Addr, error) { return r.h.AddrList(nil, netlink.FAMILY_ALL) })
 	if err != nil {
 		return nil, fmt.Errorf("list addresses in %s: %w", name, err)
 	}
@@ -113,27 +108,27 @@ func (l *Linux) dumpRouter(name string) (*nsDump, error) {
 		if dev(a.LinkIndex) == "lo" {
 			continue
 		}
-		if p, ok := prefixOf(a.IPNet); ok {
+		if p, ok := kernelnet.PrefixOf(a.IPNet); ok {
 			d.addrs = append(d.addrs, fmt.Sprintf("addr %s %s", dev(a.LinkIndex), p))
 		}
 	}
 
-	routes, err := retry(func() ([]netlink.Route, error) {
+	routes, err := kernelnet.Retry(func() ([]netlink.Route, error) {
 		return r.h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list routes in %s: %w", name, err)
 	}
 	for _, rt := range routes {
-		p, ok := prefixOf(rt.Dst)
+		p, ok := kernelnet.PrefixOf(rt.Dst)
 		if !ok {
 			continue
 		}
-		d.routes = append(d.routes, fmtRoute(p, addrOf(rt.Gw), dev(rt.LinkIndex), scopeName(rt.Scope), rt.Flags&int(netlink.FLAG_ONLINK) != 0, rt.Priority, protoName(int(rt.Protocol))))
+		d.routes = append(d.routes, fmtRoute(p, kernelnet.AddrOf(rt.Gw), dev(rt.LinkIndex), scopeName(rt.Scope), rt.Flags&int(netlink.FLAG_ONLINK) != 0, rt.Priority, protoName(int(rt.Protocol))))
 	}
 
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		neighs, err := retry(func() ([]netlink.Neigh, error) { return r.h.NeighList(0, fam) })
+		neighs, err := kernelnet.Retry(func() ([]netlink.Neigh, error) { return r.h.NeighList(0, fam) })
 		if err != nil {
 			return nil, fmt.Errorf("list neighbours in %s: %w", name, err)
 		}
@@ -141,16 +136,16 @@ func (l *Linux) dumpRouter(name string) (*nsDump, error) {
 			if nb.State&netlink.NUD_PERMANENT == 0 {
 				continue
 			}
-			d.neighs = append(d.neighs, fmtNeigh(addrOf(nb.IP), dev(nb.LinkIndex), nb.HardwareAddr, "permanent"))
+			d.neighs = append(d.neighs, fmtNeigh(kernelnet.AddrOf(nb.IP), dev(nb.LinkIndex), nb.HardwareAddr, "permanent"))
 		}
 	}
 	for _, vx := range vxlans {
-		fdb, err := retry(func() ([]netlink.Neigh, error) { return r.h.NeighList(vx.Attrs().Index, unix.AF_BRIDGE) })
+		fdb, err := kernelnet.Retry(func() ([]netlink.Neigh, error) { return r.h.NeighList(vx.Attrs().Index, unix.AF_BRIDGE) })
 		if err != nil {
 			return nil, fmt.Errorf("list fdb of %s in %s: %w", vx.Attrs().Name, name, err)
 		}
 		for _, e := range fdb {
-			d.fdb = append(d.fdb, fmtFDB(e.HardwareAddr, vx.Attrs().Name, addrOf(e.IP), e.Flags&netlink.NTF_SELF != 0, neighStateName(e.State)))
+			d.fdb = append(d.fdb, fmtFDB(e.HardwareAddr, vx.Attrs().Name, kernelnet.AddrOf(e.IP), e.Flags&netlink.NTF_SELF != 0, neighStateName(e.State)))
 		}
 	}
 	return d, nil

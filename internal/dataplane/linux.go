@@ -19,6 +19,7 @@ import (
 	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/weft-sdn/weft/internal/kernelnet"
 	"github.com/weft-sdn/weft/internal/keylock"
 	"github.com/weft-sdn/weft/internal/netns"
 )
@@ -326,13 +327,13 @@ func (l *Linux) readUnderlayMTU(ctx context.Context) int {
 	if !l.cfg.Underlay.Is4() {
 		fam = netlink.FAMILY_V6
 	}
-	addrs, err := retry(func() ([]netlink.Addr, error) { return h.AddrList(nil, fam) })
+	addrs, err := kernelnet.Retry(func() ([]netlink.Addr, error) { return h.AddrList(nil, fam) })
 	if err != nil {
 		l.log.WarnContext(ctx, "cannot read underlay mtu, assuming 1500", "err", err)
 		return 1500
 	}
 	for _, a := range addrs {
-		if addrOf(a.IP) != l.cfg.Underlay {
+		if kernelnet.AddrOf(a.IP) != l.cfg.Underlay {
 			continue
 		}
 		link, err := h.LinkByIndex(a.LinkIndex)
@@ -512,13 +513,13 @@ func (l *Linux) ensureVXLAN(ctx context.Context, r *router, n Network) (netlink.
 	name := VXLANName(n.VNI)
 	mtu := l.networkMTU(ctx, n)
 	link, err := r.h.LinkByName(name)
-	if err != nil && !isLinkNotFound(err) {
+	if err != nil && !kernelnet.IsLinkNotFound(err) {
 		return nil, fmt.Errorf("find %s in %s: %w", name, r.name, err)
 	}
 	if link != nil {
 		vx, ok := link.(*netlink.Vxlan)
-		if !ok || vx.VxlanId != n.VNI || addrOf(vx.SrcAddr) != l.cfg.Underlay || vx.Port != l.cfg.VXLANPort || vx.Learning {
-			if err := r.h.LinkDel(link); err != nil && !isLinkNotFound(err) {
+		if !ok || vx.VxlanId != n.VNI || kernelnet.AddrOf(vx.SrcAddr) != l.cfg.Underlay || vx.Port != l.cfg.VXLANPort || vx.Learning {
+			if err := r.h.LinkDel(link); err != nil && !kernelnet.IsLinkNotFound(err) {
 				return nil, fmt.Errorf("delete mismatched %s in %s: %w", name, r.name, err)
 			}
 			l.changed(ctx, "deleted mismatched vxlan device", "netns", r.name, "link", name)
@@ -578,18 +579,18 @@ func (l *Linux) ensureVXLAN(ctx context.Context, r *router, n Network) (netlink.
 // VXLAN device, as a /32: the router's source address.
 func (l *Linux) ensureVTEPAddr(ctx context.Context, r *router, vx netlink.Link) error {
 	want := hostPrefix(l.cfg.VTEPIP)
-	addrs, err := retry(func() ([]netlink.Addr, error) { return r.h.AddrList(vx, netlink.FAMILY_V4) })
+	addrs, err := kernelnet.Retry(func() ([]netlink.Addr, error) { return r.h.AddrList(vx, netlink.FAMILY_V4) })
 	if err != nil {
 		return fmt.Errorf("list addresses of %s in %s: %w", vx.Attrs().Name, r.name, err)
 	}
 	found := false
 	for _, a := range addrs {
-		p, _ := prefixOf(a.IPNet)
+		p, _ := kernelnet.PrefixOf(a.IPNet)
 		if p == want {
 			found = true
 			continue
 		}
-		if err := r.h.AddrDel(vx, &a); err != nil && !isNotExist(err) {
+		if err := r.h.AddrDel(vx, &a); err != nil && !kernelnet.IsNotExist(err) {
 			return fmt.Errorf("delete stale address %s from %s in %s: %w", p, vx.Attrs().Name, r.name, err)
 		}
 		l.changed(ctx, "deleted stale vtep address", "netns", r.name, "addr", p)
@@ -597,7 +598,7 @@ func (l *Linux) ensureVTEPAddr(ctx context.Context, r *router, vx netlink.Link) 
 	if found {
 		return nil
 	}
-	if err := r.h.AddrAdd(vx, &netlink.Addr{IPNet: ipnetOf(want)}); err != nil && !errors.Is(err, unix.EEXIST) {
+	if err := r.h.AddrAdd(vx, &netlink.Addr{IPNet: kernelnet.IPNetOf(want)}); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("add address %s to %s in %s: %w", want, vx.Attrs().Name, r.name, err)
 	}
 	l.changed(ctx, "added vtep address", "netns", r.name, "addr", want)
@@ -609,7 +610,7 @@ func (l *Linux) ensureVTEPAddr(ctx context.Context, r *router, vx netlink.Link) 
 // namespace. r is closed.
 func (l *Linux) removeRouter(ctx context.Context, r *router) error {
 	var errs []error
-	links, err := retry(r.h.LinkList)
+	links, err := kernelnet.Retry(r.h.LinkList)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("list links in %s: %w", r.name, err))
 	}
@@ -617,7 +618,7 @@ func (l *Linux) removeRouter(ctx context.Context, r *router) error {
 		if link.Attrs().Name == "lo" {
 			continue
 		}
-		if err := r.h.LinkDel(link); err != nil && !isLinkNotFound(err) {
+		if err := r.h.LinkDel(link); err != nil && !kernelnet.IsLinkNotFound(err) {
 			errs = append(errs, fmt.Errorf("delete %s in %s: %w", link.Attrs().Name, r.name, err))
 			continue
 		}
@@ -631,56 +632,6 @@ func (l *Linux) removeRouter(ctx context.Context, r *router) error {
 		l.changed(ctx, "deleted router namespace", "netns", r.name)
 	}
 	return errors.Join(errs...)
-}
-
-// retry runs a netlink dump again when the kernel reports it was
-// interrupted by a concurrent change.
-func retry[T any](f func() (T, error)) (T, error) {
-	var v T
-	var err error
-	for range 10 {
-		v, err = f()
-		if !errors.Is(err, netlink.ErrDumpInterrupted) {
-			return v, err
-		}
-	}
-	return v, err
-}
-
-func isLinkNotFound(err error) bool {
-	var nf netlink.LinkNotFoundError
-	return errors.As(err, &nf) || errors.Is(err, unix.ENODEV)
-}
-
-func isNotExist(err error) bool {
-	return errors.Is(err, unix.ESRCH) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EADDRNOTAVAIL) || errors.Is(err, unix.ENODEV)
-}
-
-func addrOf(ip net.IP) netip.Addr {
-	a, ok := netip.AddrFromSlice(ip)
-	if !ok {
-		return netip.Addr{}
-	}
-	return a.Unmap()
-}
-
-func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
-	if n == nil {
-		return netip.Prefix{}, false
-	}
-	a := addrOf(n.IP)
-	ones, bits := n.Mask.Size()
-	if !a.IsValid() || bits == 0 {
-		return netip.Prefix{}, false
-	}
-	if a.Is4() && bits == 128 {
-		ones -= 96
-	}
-	return netip.PrefixFrom(a, ones), true
-}
-
-func ipnetOf(p netip.Prefix) *net.IPNet {
-	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
 func family(a netip.Addr) int {

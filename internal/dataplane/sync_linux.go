@@ -13,6 +13,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/weft-sdn/weft/internal/kernelnet"
 )
 
 // Sync reconciles the node with s by difference. For each network in s
@@ -98,7 +100,7 @@ func (l *Linux) syncNetwork(ctx context.Context, ns NetworkState) error {
 	}
 	defer release()
 	defer r.close()
-	links, err := retry(r.h.LinkList)
+	links, err := kernelnet.Retry(r.h.LinkList)
 	if err != nil {
 		return fmt.Errorf("list links in %s: %w", r.name, err)
 	}
@@ -167,7 +169,7 @@ func (l *Linux) syncNetwork(ctx context.Context, ns NetworkState) error {
 	if err != nil {
 		return fmt.Errorf("list routes in %s: %w", r.name, err)
 	}
-	haveNeighs, err := retry(func() ([]netlink.Neigh, error) { return r.h.NeighList(0, netlink.FAMILY_ALL) })
+	haveNeighs, err := kernelnet.Retry(func() ([]netlink.Neigh, error) { return r.h.NeighList(0, netlink.FAMILY_ALL) })
 	if err != nil {
 		return fmt.Errorf("list neighbours in %s: %w", r.name, err)
 	}
@@ -226,7 +228,7 @@ func (l *Linux) onLink(ctx context.Context, r *router, link, vx netlink.Link, fn
 	unlock := l.endpoints.Lock(name)
 	defer unlock()
 	cur, err := r.h.LinkByIndex(link.Attrs().Index)
-	if err != nil && !isLinkNotFound(err) {
+	if err != nil && !kernelnet.IsLinkNotFound(err) {
 		return fmt.Errorf("find %s in %s: %w", name, r.name, err)
 	}
 	if err != nil || cur.Attrs().Name != name || cur.Attrs().Flags&net.FlagUp == 0 {
@@ -247,7 +249,7 @@ type wantRoute struct {
 func (w wantRoute) route() *netlink.Route {
 	rt := &netlink.Route{
 		LinkIndex: w.link.Attrs().Index,
-		Dst:       ipnetOf(w.dst),
+		Dst:       kernelnet.IPNetOf(w.dst),
 		Table:     unix.RT_TABLE_MAIN,
 		Protocol:  unix.RTPROT_STATIC,
 		Priority:  defaultMetric(w.dst),
@@ -262,7 +264,7 @@ func (w wantRoute) route() *netlink.Route {
 }
 
 func (w wantRoute) matches(rt netlink.Route) bool {
-	if rt.LinkIndex != w.link.Attrs().Index || addrOf(rt.Gw) != w.via || rt.Priority != defaultMetric(w.dst) || rt.Protocol != unix.RTPROT_STATIC {
+	if rt.LinkIndex != w.link.Attrs().Index || kernelnet.AddrOf(rt.Gw) != w.via || rt.Priority != defaultMetric(w.dst) || rt.Protocol != unix.RTPROT_STATIC {
 		return false
 	}
 	if w.via.IsValid() {
@@ -292,7 +294,7 @@ func planRoutes(have []netlink.Route, want []wantRoute, owned func(ifindex int) 
 		if !owned(rt.LinkIndex) {
 			continue
 		}
-		p, ok := prefixOf(rt.Dst)
+		p, ok := kernelnet.PrefixOf(rt.Dst)
 		if !ok {
 			continue
 		}
@@ -319,12 +321,12 @@ func planRoutes(have []netlink.Route, want []wantRoute, owned func(ifindex int) 
 func (l *Linux) deleteRoutes(ctx context.Context, r *router, routes []netlink.Route) error {
 	var errs []error
 	for _, rt := range routes {
-		p, _ := prefixOf(rt.Dst)
-		if err := r.h.RouteDel(&rt); err != nil && !isNotExist(err) {
+		p, _ := kernelnet.PrefixOf(rt.Dst)
+		if err := r.h.RouteDel(&rt); err != nil && !kernelnet.IsNotExist(err) {
 			errs = append(errs, fmt.Errorf("delete route %s dev ifindex %d in %s: %w", p, rt.LinkIndex, r.name, err))
 			continue
 		}
-		l.changed(ctx, "deleted route", "netns", r.name, "dst", p, "via", addrOf(rt.Gw), "ifindex", rt.LinkIndex)
+		l.changed(ctx, "deleted route", "netns", r.name, "dst", p, "via", kernelnet.AddrOf(rt.Gw), "ifindex", rt.LinkIndex)
 	}
 	return errors.Join(errs...)
 }
@@ -364,7 +366,7 @@ func planNeighs(have []netlink.Neigh, want map[netip.Addr]net.HardwareAddr, prun
 		if nb.Family != netlink.FAMILY_V4 && nb.Family != netlink.FAMILY_V6 {
 			continue
 		}
-		ip := addrOf(nb.IP)
+		ip := kernelnet.AddrOf(nb.IP)
 		mac, wanted := want[ip]
 		perm := nb.State&netlink.NUD_PERMANENT != 0
 		if wanted && perm && nb.HardwareAddr.String() == mac.String() {
@@ -390,8 +392,8 @@ func (l *Linux) applyNeighs(ctx context.Context, r *router, link netlink.Link, h
 	dels, adds := planNeighs(have, want, prune)
 	var errs []error
 	for _, nb := range dels {
-		ip := addrOf(nb.IP)
-		if err := r.h.NeighDel(&nb); err != nil && !isNotExist(err) {
+		ip := kernelnet.AddrOf(nb.IP)
+		if err := r.h.NeighDel(&nb); err != nil && !kernelnet.IsNotExist(err) {
 			errs = append(errs, fmt.Errorf("delete neighbour %s dev %s in %s: %w", ip, link.Attrs().Name, r.name, err))
 			continue
 		}
@@ -408,7 +410,7 @@ func (l *Linux) applyNeighs(ctx context.Context, r *router, link netlink.Link, h
 // reconcileNeighs makes want the permanent neighbour entries of link,
 // from a fresh dump (see planNeighs).
 func (l *Linux) reconcileNeighs(ctx context.Context, r *router, link netlink.Link, want map[netip.Addr]net.HardwareAddr, prune bool) error {
-	have, err := retry(func() ([]netlink.Neigh, error) { return r.h.NeighList(link.Attrs().Index, netlink.FAMILY_ALL) })
+	have, err := kernelnet.Retry(func() ([]netlink.Neigh, error) { return r.h.NeighList(link.Attrs().Index, netlink.FAMILY_ALL) })
 	if err != nil {
 		return fmt.Errorf("list neighbours of %s in %s: %w", link.Attrs().Name, r.name, err)
 	}
@@ -418,7 +420,7 @@ func (l *Linux) reconcileNeighs(ctx context.Context, r *router, link netlink.Lin
 // reconcileFDB makes the VXLAN device's FDB hold exactly one permanent
 // entry per remote VTEP MAC pointing at the remote's underlay address.
 func (l *Linux) reconcileFDB(ctx context.Context, r *router, vx netlink.Link, plan remotePlan) error {
-	have, err := retry(func() ([]netlink.Neigh, error) { return r.h.NeighList(vx.Attrs().Index, unix.AF_BRIDGE) })
+	have, err := kernelnet.Retry(func() ([]netlink.Neigh, error) { return r.h.NeighList(vx.Attrs().Index, unix.AF_BRIDGE) })
 	if err != nil {
 		return fmt.Errorf("list fdb of %s in %s: %w", vx.Attrs().Name, r.name, err)
 	}
@@ -426,7 +428,7 @@ func (l *Linux) reconcileFDB(ctx context.Context, r *router, vx netlink.Link, pl
 	var errs []error
 	for _, e := range have {
 		key := e.HardwareAddr.String()
-		dst := addrOf(e.IP)
+		dst := kernelnet.AddrOf(e.IP)
 		want, wanted := plan.fdb[key]
 		if wanted && !done[key] && want == dst && e.State&netlink.NUD_PERMANENT != 0 {
 			done[key] = true
@@ -439,7 +441,7 @@ func (l *Linux) reconcileFDB(ctx context.Context, r *router, vx netlink.Link, pl
 			HardwareAddr: e.HardwareAddr,
 			IP:           e.IP,
 		}
-		if err := r.h.NeighDel(&del); err != nil && !isNotExist(err) {
+		if err := r.h.NeighDel(&del); err != nil && !kernelnet.IsNotExist(err) {
 			errs = append(errs, fmt.Errorf("delete fdb %s dst %s dev %s in %s: %w", key, dst, vx.Attrs().Name, r.name, err))
 			continue
 		}
@@ -500,7 +502,7 @@ func (l *Linux) pruneRouter(ctx context.Context, name string, vni int) error {
 	if err != nil {
 		return err
 	}
-	links, err := retry(r.h.LinkList)
+	links, err := kernelnet.Retry(r.h.LinkList)
 	if err != nil {
 		r.close()
 		return fmt.Errorf("list links in %s: %w", name, err)

@@ -7,11 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"strings"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/weft-sdn/weft/internal/kernelnet"
 )
 
 // Dump prints what this package manages in the namespace, in the format
@@ -39,7 +39,7 @@ func (l *Linux) Dump(ctx context.Context) (string, error) {
 
 func (l *Linux) dump(ctx context.Context) (*dumpText, error) {
 	d := &dumpText{}
-	links, err := retry(l.h.LinkList)
+	links, err := kernelnet.Retry(l.h.LinkList)
 	if err != nil {
 		return nil, fmt.Errorf("list links: %w", err)
 	}
@@ -50,7 +50,7 @@ func (l *Linux) dump(ctx context.Context) (*dumpText, error) {
 		switch {
 		case l.ourVTEP(link):
 			vx := link.(*netlink.Vxlan)
-			d.links = append(d.links, fmtVXLAN(a.Name, vx.VxlanId, vx.Port, addrOf(vx.SrcAddr), vx.Learning, vx.TTL, a.HardwareAddr, a.MTU, a.Alias, up))
+			d.links = append(d.links, fmtVXLAN(a.Name, vx.VxlanId, vx.Port, kernelnet.AddrOf(vx.SrcAddr), vx.Learning, vx.TTL, a.HardwareAddr, a.MTU, a.Alias, up))
 			if err := l.dumpVTEP(d, link); err != nil {
 				return nil, err
 			}
@@ -62,24 +62,24 @@ func (l *Linux) dump(ctx context.Context) (*dumpText, error) {
 		ours = append(ours, link)
 	}
 	for _, link := range ours {
-		addrs, err := retry(func() ([]netlink.Addr, error) { return l.h.AddrList(link, netlink.FAMILY_ALL) })
+		addrs, err := kernelnet.Retry(func() ([]netlink.Addr, error) { return l.h.AddrList(link, netlink.FAMILY_ALL) })
 		if err != nil {
 			return nil, fmt.Errorf("list addresses of %s: %w", link.Attrs().Name, err)
 		}
 		for _, a := range addrs {
-			if p, ok := prefixOf(a.IPNet); ok && !p.Addr().IsLinkLocalUnicast() {
+			if p, ok := kernelnet.PrefixOf(a.IPNet); ok && !p.Addr().IsLinkLocalUnicast() {
 				d.addrs = append(d.addrs, fmtAddr(link.Attrs().Name, p))
 			}
 		}
 	}
-	rules, err := retry(func() ([]netlink.Rule, error) {
+	rules, err := kernelnet.Retry(func() ([]netlink.Rule, error) {
 		return l.h.RuleListFiltered(netlink.FAMILY_ALL, &netlink.Rule{Table: l.opts.RuleTable}, netlink.RT_FILTER_TABLE)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list rules: %w", err)
 	}
 	for _, ru := range rules {
-		if p, ok := prefixOf(ru.Src); ok {
+		if p, ok := kernelnet.PrefixOf(ru.Src); ok {
 			d.rules = append(d.rules, fmtRule(ru.Priority, p, ru.Table))
 		} else {
 			d.rules = append(d.rules, fmt.Sprintf("rule %d lookup %d", ru.Priority, ru.Table))
@@ -90,21 +90,16 @@ func (l *Linux) dump(ctx context.Context) (*dumpText, error) {
 		return nil, err
 	}
 	d.nft = nft
-	err = l.inNetns(func() error {
-		for _, k := range []string{sysctlForward4, sysctlForward6} {
-			v, err := os.ReadFile("/proc/sys/net/" + k)
-			if errors.Is(err, os.ErrNotExist) {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			d.sysctls = append(d.sysctls, fmtSysctl(k, strings.TrimSpace(string(v))))
-		}
-		return nil
+	var sysctls []kernelnet.Sysctl
+	err = l.inNetns(func() (err error) {
+		sysctls, err = kernelnet.ReadSysctls([]string{sysctlForward4, sysctlForward6})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read sysctls: %w", err)
+	}
+	for _, s := range sysctls {
+		d.sysctls = append(d.sysctls, fmtSysctl(s.Key, s.Value))
 	}
 	return d, nil
 }
@@ -114,23 +109,23 @@ func (l *Linux) dump(ctx context.Context) (*dumpText, error) {
 func (l *Linux) dumpVTEP(d *dumpText, vtep netlink.Link) error {
 	name, idx := vtep.Attrs().Name, vtep.Attrs().Index
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		neighs, err := retry(func() ([]netlink.Neigh, error) { return l.h.NeighList(idx, fam) })
+		neighs, err := kernelnet.Retry(func() ([]netlink.Neigh, error) { return l.h.NeighList(idx, fam) })
 		if err != nil {
 			return fmt.Errorf("list neighbours of %s: %w", name, err)
 		}
 		for _, nb := range neighs {
 			if nb.State&netlink.NUD_PERMANENT != 0 {
-				d.neighs = append(d.neighs, fmtNeigh(addrOf(nb.IP), name, nb.HardwareAddr))
+				d.neighs = append(d.neighs, fmtNeigh(kernelnet.AddrOf(nb.IP), name, nb.HardwareAddr))
 			}
 		}
 	}
-	fdb, err := retry(func() ([]netlink.Neigh, error) { return l.h.NeighList(idx, unix.AF_BRIDGE) })
+	fdb, err := kernelnet.Retry(func() ([]netlink.Neigh, error) { return l.h.NeighList(idx, unix.AF_BRIDGE) })
 	if err != nil {
 		return fmt.Errorf("list fdb of %s: %w", name, err)
 	}
 	for _, e := range fdb {
 		if e.State&netlink.NUD_PERMANENT != 0 && e.LinkIndex == idx {
-			d.fdb = append(d.fdb, fmtFDB(e.HardwareAddr, name, addrOf(e.IP)))
+			d.fdb = append(d.fdb, fmtFDB(e.HardwareAddr, name, kernelnet.AddrOf(e.IP)))
 		}
 	}
 	routes, err := l.vtepRoutes(vtep)
@@ -138,8 +133,8 @@ func (l *Linux) dumpVTEP(d *dumpText, vtep netlink.Link) error {
 		return err
 	}
 	for _, rt := range routes {
-		dst, _ := prefixOf(rt.Dst)
-		d.routes = append(d.routes, fmtRoute(rt.Table, dst, addrOf(rt.Gw), name))
+		dst, _ := kernelnet.PrefixOf(rt.Dst)
+		d.routes = append(d.routes, fmtRoute(rt.Table, dst, kernelnet.AddrOf(rt.Gw), name))
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/weft-sdn/weft/internal/kernelnet"
 	"github.com/weft-sdn/weft/internal/netns"
 )
 
@@ -57,11 +58,11 @@ func (l *Linux) Attach(ctx context.Context, ep Endpoint) (_ Endpoint, err error)
 	defer ch.Close()
 
 	host, err := l.h.LinkByName(ep.HostIf)
-	if err != nil && !isLinkNotFound(err) {
+	if err != nil && !kernelnet.IsLinkNotFound(err) {
 		return ep, fmt.Errorf("attach %s: find %s: %w", what, ep.HostIf, err)
 	}
 	cl, err := ch.LinkByName(ep.IfName)
-	if err != nil && !isLinkNotFound(err) {
+	if err != nil && !kernelnet.IsLinkNotFound(err) {
 		return ep, fmt.Errorf("attach %s: find %s in %s: %w", what, ep.IfName, ep.Netns, err)
 	}
 	if host != nil && cl != nil && isPeer(host, cl) {
@@ -95,7 +96,7 @@ func (l *Linux) Attach(ctx context.Context, ep Endpoint) (_ Endpoint, err error)
 	}
 	if host != nil {
 		// Its peer is gone or elsewhere (a re-created sandbox): replace it.
-		if err := l.h.LinkDel(host); err != nil && !isLinkNotFound(err) {
+		if err := l.h.LinkDel(host); err != nil && !kernelnet.IsLinkNotFound(err) {
 			return ep, fmt.Errorf("attach %s: delete stale %s: %w", what, ep.HostIf, err)
 		}
 		l.changed(ctx, "deleted stale host veth", "link", ep.HostIf, "container", ep.ContainerID)
@@ -116,7 +117,7 @@ func (l *Linux) Attach(ctx context.Context, ep Endpoint) (_ Endpoint, err error)
 		if err == nil {
 			return
 		}
-		if derr := l.h.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: ep.HostIf}}); derr != nil && !isLinkNotFound(derr) {
+		if derr := l.h.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: ep.HostIf}}); derr != nil && !kernelnet.IsLinkNotFound(derr) {
 			l.log.ErrorContext(ctx, "undo attach: delete veth", "link", ep.HostIf, "err", derr)
 			return
 		}
@@ -211,7 +212,7 @@ func (l *Linux) configureContainer(ctx context.Context, ch *netlink.Handle, cl n
 		if slices.Contains(have, p) {
 			continue
 		}
-		a := &netlink.Addr{IPNet: ipnetOf(p)}
+		a := &netlink.Addr{IPNet: kernelnet.IPNetOf(p)}
 		if p.Addr().Is6() {
 			a.Flags = unix.IFA_F_NODAD
 		}
@@ -223,7 +224,7 @@ func (l *Linux) configureContainer(ctx context.Context, ch *netlink.Handle, cl n
 	if !ep.DefaultRoute {
 		return nil
 	}
-	routes, err := retry(func() ([]netlink.Route, error) { return ch.RouteList(nil, netlink.FAMILY_ALL) })
+	routes, err := kernelnet.Retry(func() ([]netlink.Route, error) { return ch.RouteList(nil, netlink.FAMILY_ALL) })
 	if err != nil {
 		return fmt.Errorf("list routes in %s: %w", ep.Netns, err)
 	}
@@ -234,7 +235,7 @@ func (l *Linux) configureContainer(ctx context.Context, ch *netlink.Handle, cl n
 		if hasDefault(routes, cl, gw) {
 			continue
 		}
-		rt := &netlink.Route{LinkIndex: cl.Attrs().Index, Dst: ipnetOf(defaultPrefix(gw)), Gw: gw.AsSlice()}
+		rt := &netlink.Route{LinkIndex: cl.Attrs().Index, Dst: kernelnet.IPNetOf(defaultPrefix(gw)), Gw: gw.AsSlice()}
 		if !slices.ContainsFunc(ep.IPs, func(p netip.Prefix) bool { return p.Masked().Contains(gw) }) {
 			rt.Flags = int(netlink.FLAG_ONLINK)
 		}
@@ -256,20 +257,20 @@ func defaultPrefix(gw netip.Addr) netip.Prefix {
 // hasDefault reports whether routes hold a default route via gw dev cl.
 func hasDefault(routes []netlink.Route, cl netlink.Link, gw netip.Addr) bool {
 	return slices.ContainsFunc(routes, func(rt netlink.Route) bool {
-		p, ok := prefixOf(rt.Dst)
+		p, ok := kernelnet.PrefixOf(rt.Dst)
 		isDefault := rt.Dst == nil || (ok && p.Bits() == 0)
-		return isDefault && rt.LinkIndex == cl.Attrs().Index && addrOf(rt.Gw) == gw
+		return isDefault && rt.LinkIndex == cl.Attrs().Index && kernelnet.AddrOf(rt.Gw) == gw
 	})
 }
 
 func globalAddrs(h *netlink.Handle, link netlink.Link) ([]netip.Prefix, error) {
-	addrs, err := retry(func() ([]netlink.Addr, error) { return h.AddrList(link, netlink.FAMILY_ALL) })
+	addrs, err := kernelnet.Retry(func() ([]netlink.Addr, error) { return h.AddrList(link, netlink.FAMILY_ALL) })
 	if err != nil {
 		return nil, fmt.Errorf("list addresses of %s: %w", link.Attrs().Name, err)
 	}
 	var out []netip.Prefix
 	for _, a := range addrs {
-		if p, ok := prefixOf(a.IPNet); ok && !p.Addr().IsLinkLocalUnicast() {
+		if p, ok := kernelnet.PrefixOf(a.IPNet); ok && !p.Addr().IsLinkLocalUnicast() {
 			out = append(out, p)
 		}
 	}
@@ -295,7 +296,7 @@ func (l *Linux) Detach(ctx context.Context, ep Endpoint) error {
 	defer unlock()
 	host, err := l.h.LinkByName(ep.HostIf)
 	switch {
-	case isLinkNotFound(err):
+	case kernelnet.IsLinkNotFound(err):
 		// The container end may still exist without it: only a veth,
 		// and only when its peer is gone, so another attachment's
 		// interface of the same name is safe.
@@ -312,7 +313,7 @@ func (l *Linux) Detach(ctx context.Context, ep Endpoint) error {
 		if err != nil || cl.Type() != "veth" {
 			return nil
 		}
-		if err := ch.LinkDel(cl); err != nil && !isLinkNotFound(err) {
+		if err := ch.LinkDel(cl); err != nil && !kernelnet.IsLinkNotFound(err) {
 			return fmt.Errorf("detach %s/%s: delete %s in %s: %w", ep.ContainerID, ep.IfName, ep.IfName, ep.Netns, err)
 		}
 		l.changed(ctx, "deleted container veth", "container_netns", ep.Netns, "link", ep.IfName)
@@ -322,7 +323,7 @@ func (l *Linux) Detach(ctx context.Context, ep Endpoint) error {
 	case host.Type() != "veth":
 		return fmt.Errorf("detach %s/%s: %s is a %s, not a veth", ep.ContainerID, ep.IfName, ep.HostIf, host.Type())
 	}
-	if err := l.h.LinkDel(host); err != nil && !isLinkNotFound(err) {
+	if err := l.h.LinkDel(host); err != nil && !kernelnet.IsLinkNotFound(err) {
 		return fmt.Errorf("detach %s/%s: delete %s: %w", ep.ContainerID, ep.IfName, ep.HostIf, err)
 	}
 	l.changed(ctx, "deleted veth", "link", ep.HostIf)
@@ -426,7 +427,7 @@ func checkContainer(ch *netlink.Handle, cl, host netlink.Link, ep Endpoint, miss
 	if !ep.DefaultRoute {
 		return
 	}
-	routes, err := retry(func() ([]netlink.Route, error) { return ch.RouteList(nil, netlink.FAMILY_ALL) })
+	routes, err := kernelnet.Retry(func() ([]netlink.Route, error) { return ch.RouteList(nil, netlink.FAMILY_ALL) })
 	if err != nil {
 		miss("routes of %s (%v)", ep.Netns, err)
 		return

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 	"sigs.k8s.io/knftables"
 
+	"github.com/weft-sdn/weft/internal/kernelnet"
 	"github.com/weft-sdn/weft/internal/keylock"
 	"github.com/weft-sdn/weft/internal/netns"
 )
@@ -246,7 +247,7 @@ func vtepDiff(vx *netlink.Vxlan, v VTEP) string {
 	if v.MTU != 0 && vx.MTU != v.MTU {
 		d = append(d, fmt.Sprintf("mtu %d, want %d", vx.MTU, v.MTU))
 	}
-	if local := addrOf(vx.SrcAddr); local != v.Underlay {
+	if local := kernelnet.AddrOf(vx.SrcAddr); local != v.Underlay {
 		d = append(d, fmt.Sprintf("local %s, want %s", addrOrNone(local), addrOrNone(v.Underlay)))
 	}
 	if !vx.Learning {
@@ -268,7 +269,7 @@ func vtepDiff(vx *netlink.Vxlan, v VTEP) string {
 // differs (as dcos-net does), marks it and sets it up.
 func (l *Linux) ensureVTEP(ctx context.Context, v VTEP) (netlink.Link, error) {
 	link, err := l.h.LinkByName(v.Name)
-	if err != nil && !isLinkNotFound(err) {
+	if err != nil && !kernelnet.IsLinkNotFound(err) {
 		return nil, fmt.Errorf("find %s: %w", v.Name, err)
 	}
 	if link != nil {
@@ -277,7 +278,7 @@ func (l *Linux) ensureVTEP(ctx context.Context, v VTEP) (netlink.Link, error) {
 			return nil, fmt.Errorf("vtep %s: exists and is a %s, not a vxlan device", v.Name, link.Type())
 		}
 		if d := vtepDiff(vx, v); d != "" {
-			if err := l.h.LinkDel(link); err != nil && !isLinkNotFound(err) {
+			if err := l.h.LinkDel(link); err != nil && !kernelnet.IsLinkNotFound(err) {
 				return nil, fmt.Errorf("delete %s to re-create it (%s): %w", v.Name, d, err)
 			}
 			l.changed(ctx, "deleted vtep to re-create it", "link", v.Name, "diff", d)
@@ -336,14 +337,14 @@ func (l *Linux) ensureMarkedUp(ctx context.Context, link netlink.Link) error {
 // left alone.
 func (l *Linux) ensureLinkAddrs(ctx context.Context, link netlink.Link, want []netip.Prefix) error {
 	name := link.Attrs().Name
-	have, err := retry(func() ([]netlink.Addr, error) { return l.h.AddrList(link, netlink.FAMILY_ALL) })
+	have, err := kernelnet.Retry(func() ([]netlink.Addr, error) { return l.h.AddrList(link, netlink.FAMILY_ALL) })
 	if err != nil {
 		return fmt.Errorf("list addresses of %s: %w", name, err)
 	}
 	var errs []error
 	var kept []netip.Prefix
 	for _, a := range have {
-		p, ok := prefixOf(a.IPNet)
+		p, ok := kernelnet.PrefixOf(a.IPNet)
 		if !ok || p.Addr().IsLinkLocalUnicast() {
 			continue
 		}
@@ -351,7 +352,7 @@ func (l *Linux) ensureLinkAddrs(ctx context.Context, link netlink.Link, want []n
 			kept = append(kept, p)
 			continue
 		}
-		if err := l.h.AddrDel(link, &a); err != nil && !isNotExist(err) {
+		if err := l.h.AddrDel(link, &a); err != nil && !kernelnet.IsNotExist(err) {
 			errs = append(errs, fmt.Errorf("delete address %s from %s: %w", p, name, err))
 			continue
 		}
@@ -361,7 +362,7 @@ func (l *Linux) ensureLinkAddrs(ctx context.Context, link netlink.Link, want []n
 		if slices.Contains(kept, p) {
 			continue
 		}
-		a := &netlink.Addr{IPNet: ipnetOf(p)}
+		a := &netlink.Addr{IPNet: kernelnet.IPNetOf(p)}
 		if p.Addr().Is6() {
 			a.Flags = unix.IFA_F_NODAD
 		}
@@ -400,7 +401,7 @@ func (l *Linux) syncBridges(ctx context.Context, p plan) error {
 		}
 	}
 	want := p.bridgeNames()
-	links, err := retry(l.h.LinkList)
+	links, err := kernelnet.Retry(l.h.LinkList)
 	if err != nil {
 		return errors.Join(append(errs, fmt.Errorf("list links: %w", err))...)
 	}
@@ -408,7 +409,7 @@ func (l *Linux) syncBridges(ctx context.Context, p plan) error {
 		if !l.ourBridge(link) || slices.Contains(want, link.Attrs().Name) {
 			continue
 		}
-		if err := l.h.LinkDel(link); err != nil && !isLinkNotFound(err) {
+		if err := l.h.LinkDel(link); err != nil && !kernelnet.IsLinkNotFound(err) {
 			errs = append(errs, fmt.Errorf("delete bridge %s: %w", link.Attrs().Name, err))
 			continue
 		}
@@ -421,7 +422,7 @@ func (l *Linux) syncBridges(ctx context.Context, p plan) error {
 // ensureBridge creates, adopts (marks) and configures one Mesos bridge.
 func (l *Linux) ensureBridge(ctx context.Context, b planBridge) error {
 	link, err := l.h.LinkByName(b.name)
-	if err != nil && !isLinkNotFound(err) {
+	if err != nil && !kernelnet.IsLinkNotFound(err) {
 		return fmt.Errorf("find %s: %w", b.name, err)
 	}
 	if link == nil {
@@ -462,7 +463,7 @@ func (l *Linux) syncNeighs(ctx context.Context, vtep netlink.Link, p plan) error
 	have := map[netip.Addr]bool{}
 	var errs []error
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		neighs, err := retry(func() ([]netlink.Neigh, error) { return l.h.NeighList(idx, fam) })
+		neighs, err := kernelnet.Retry(func() ([]netlink.Neigh, error) { return l.h.NeighList(idx, fam) })
 		if err != nil {
 			return fmt.Errorf("list neighbours of %s: %w", name, err)
 		}
@@ -470,7 +471,7 @@ func (l *Linux) syncNeighs(ctx context.Context, vtep netlink.Link, p plan) error
 			if nb.State&netlink.NUD_PERMANENT == 0 {
 				continue
 			}
-			ip := addrOf(nb.IP)
+			ip := kernelnet.AddrOf(nb.IP)
 			if mac, ok := p.neighs[ip]; ok && mac.String() == nb.HardwareAddr.String() {
 				have[ip] = true
 				continue
@@ -478,7 +479,7 @@ func (l *Linux) syncNeighs(ctx context.Context, vtep netlink.Link, p plan) error
 			if _, ok := p.neighs[ip]; ok {
 				continue // replaced below
 			}
-			if err := l.h.NeighDel(&nb); err != nil && !isNotExist(err) {
+			if err := l.h.NeighDel(&nb); err != nil && !kernelnet.IsNotExist(err) {
 				errs = append(errs, fmt.Errorf("delete neighbour %s dev %s: %w", ip, name, err))
 				continue
 			}
@@ -508,7 +509,7 @@ func (l *Linux) syncNeighs(ctx context.Context, vtep netlink.Link, p plan) error
 // MAC -> underlay entries.
 func (l *Linux) syncFDB(ctx context.Context, vtep netlink.Link, p plan) error {
 	name, idx := vtep.Attrs().Name, vtep.Attrs().Index
-	fdb, err := retry(func() ([]netlink.Neigh, error) { return l.h.NeighList(idx, unix.AF_BRIDGE) })
+	fdb, err := kernelnet.Retry(func() ([]netlink.Neigh, error) { return l.h.NeighList(idx, unix.AF_BRIDGE) })
 	if err != nil {
 		return fmt.Errorf("list fdb of %s: %w", name, err)
 	}
@@ -519,12 +520,12 @@ func (l *Linux) syncFDB(ctx context.Context, vtep netlink.Link, p plan) error {
 			continue
 		}
 		key := e.HardwareAddr.String()
-		dst := addrOf(e.IP)
+		dst := kernelnet.AddrOf(e.IP)
 		if want, ok := p.fdb[key]; ok && want == dst {
 			have[key] = true
 			continue
 		}
-		if err := l.h.NeighDel(&e); err != nil && !isNotExist(err) {
+		if err := l.h.NeighDel(&e); err != nil && !kernelnet.IsNotExist(err) {
 			errs = append(errs, fmt.Errorf("delete fdb %s dst %s dev %s: %w", key, dst, name, err))
 			continue
 		}
@@ -562,14 +563,14 @@ func (l *Linux) syncFDB(ctx context.Context, vtep netlink.Link, p plan) error {
 func (l *Linux) vtepRoutes(vtep netlink.Link) ([]netlink.Route, error) {
 	var out []netlink.Route
 	for _, table := range []int{mainTable, l.opts.RuleTable} {
-		routes, err := retry(func() ([]netlink.Route, error) {
+		routes, err := kernelnet.Retry(func() ([]netlink.Route, error) {
 			return l.h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{LinkIndex: vtep.Attrs().Index, Table: table}, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
 		})
 		if err != nil {
 			return nil, fmt.Errorf("list routes of %s in table %d: %w", vtep.Attrs().Name, table, err)
 		}
 		for _, rt := range routes {
-			dst, ok := prefixOf(rt.Dst)
+			dst, ok := kernelnet.PrefixOf(rt.Dst)
 			if !ok || rt.Protocol == unix.RTPROT_KERNEL || dst.Addr().IsLinkLocalUnicast() || dst.Addr().IsMulticast() {
 				continue
 			}
@@ -604,23 +605,23 @@ func (l *Linux) syncRoutes(ctx context.Context, vtep netlink.Link, p plan) error
 	have := map[key]bool{}
 	keep := make([]bool, len(routes))
 	for i, rt := range routes {
-		dst, _ := prefixOf(rt.Dst)
+		dst, _ := kernelnet.PrefixOf(rt.Dst)
 		k := key{rt.Table, dst}
-		if via, ok := want[k]; ok && via == addrOf(rt.Gw) && !have[k] {
+		if via, ok := want[k]; ok && via == kernelnet.AddrOf(rt.Gw) && !have[k] {
 			have[k], keep[i] = true, true
 		}
 	}
 	for i, rt := range routes {
-		dst, _ := prefixOf(rt.Dst)
+		dst, _ := kernelnet.PrefixOf(rt.Dst)
 		k := key{rt.Table, dst}
 		if _, ok := want[k]; keep[i] || (ok && !have[k]) {
 			continue
 		}
-		if err := l.h.RouteDel(&rt); err != nil && !isNotExist(err) {
+		if err := l.h.RouteDel(&rt); err != nil && !kernelnet.IsNotExist(err) {
 			errs = append(errs, fmt.Errorf("delete route %s table %d dev %s: %w", dst, rt.Table, name, err))
 			continue
 		}
-		l.changed(ctx, "deleted route", "route", fmtRoute(rt.Table, dst, addrOf(rt.Gw), name))
+		l.changed(ctx, "deleted route", "route", fmtRoute(rt.Table, dst, kernelnet.AddrOf(rt.Gw), name))
 	}
 	for _, r := range p.routes {
 		t := r.table
@@ -632,7 +633,7 @@ func (l *Linux) syncRoutes(ctx context.Context, vtep netlink.Link, p plan) error
 		}
 		rt := &netlink.Route{
 			LinkIndex: vtep.Attrs().Index,
-			Dst:       ipnetOf(r.dst),
+			Dst:       kernelnet.IPNetOf(r.dst),
 			Gw:        r.via.AsSlice(),
 			Table:     t,
 			Protocol:  unix.RTPROT_STATIC,
@@ -640,7 +641,7 @@ func (l *Linux) syncRoutes(ctx context.Context, vtep netlink.Link, p plan) error
 		// Replace only a route of ours (on the VTEP); one on another
 		// device makes the add fail.
 		op := l.h.RouteAdd
-		if slices.ContainsFunc(routes, func(x netlink.Route) bool { d, _ := prefixOf(x.Dst); return x.Table == t && d == r.dst }) {
+		if slices.ContainsFunc(routes, func(x netlink.Route) bool { d, _ := kernelnet.PrefixOf(x.Dst); return x.Table == t && d == r.dst }) {
 			op = l.h.RouteReplace
 		}
 		if err := op(rt); err != nil {
@@ -654,7 +655,7 @@ func (l *Linux) syncRoutes(ctx context.Context, vtep netlink.Link, p plan) error
 
 // ourRules lists the rules pointing at the rule table with our priority.
 func (l *Linux) ourRules() ([]netlink.Rule, error) {
-	rules, err := retry(func() ([]netlink.Rule, error) {
+	rules, err := kernelnet.Retry(func() ([]netlink.Rule, error) {
 		return l.h.RuleListFiltered(netlink.FAMILY_ALL, &netlink.Rule{Table: l.opts.RuleTable, Priority: RulePriority}, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PRIORITY)
 	})
 	if err != nil {
@@ -671,12 +672,12 @@ func (l *Linux) syncRules(ctx context.Context, want []netip.Prefix) error {
 	var errs []error
 	var have []netip.Prefix
 	for _, ru := range rules {
-		src, ok := prefixOf(ru.Src)
+		src, ok := kernelnet.PrefixOf(ru.Src)
 		if ok && slices.Contains(want, src) && !slices.Contains(have, src) && ru.Dst == nil && ru.IifName == "" && ru.OifName == "" && ru.Mark == 0 && !ru.Invert {
 			have = append(have, src)
 			continue
 		}
-		if err := l.h.RuleDel(&ru); err != nil && !isNotExist(err) {
+		if err := l.h.RuleDel(&ru); err != nil && !kernelnet.IsNotExist(err) {
 			errs = append(errs, fmt.Errorf("delete rule from %v lookup %d: %w", ru.Src, ru.Table, err))
 			continue
 		}
@@ -691,7 +692,7 @@ func (l *Linux) syncRules(ctx context.Context, want []netip.Prefix) error {
 		if src.Addr().Is6() {
 			ru.Family = netlink.FAMILY_V6
 		}
-		ru.Src = ipnetOf(src)
+		ru.Src = kernelnet.IPNetOf(src)
 		ru.Table = l.opts.RuleTable
 		ru.Priority = RulePriority
 		if err := l.h.RuleAdd(ru); err != nil {
@@ -811,7 +812,7 @@ func (l *Linux) teardown(ctx context.Context) error {
 	}
 	l.nftApplied = ""
 	errs = append(errs, l.syncRules(ctx, nil))
-	links, err := retry(l.h.LinkList)
+	links, err := kernelnet.Retry(l.h.LinkList)
 	if err != nil {
 		return errors.Join(append(errs, fmt.Errorf("list links: %w", err))...)
 	}
@@ -824,8 +825,8 @@ func (l *Linux) teardown(ctx context.Context) error {
 			// routes too, but say so.
 			if routes, err := l.vtepRoutes(link); err == nil {
 				for _, rt := range routes {
-					dst, _ := prefixOf(rt.Dst)
-					l.log.DebugContext(ctx, "route goes with the vtep", "route", fmtRoute(rt.Table, dst, addrOf(rt.Gw), link.Attrs().Name))
+					dst, _ := kernelnet.PrefixOf(rt.Dst)
+					l.log.DebugContext(ctx, "route goes with the vtep", "route", fmtRoute(rt.Table, dst, kernelnet.AddrOf(rt.Gw), link.Attrs().Name))
 				}
 			}
 		case l.ourBridge(link):
@@ -833,7 +834,7 @@ func (l *Linux) teardown(ctx context.Context) error {
 		default:
 			continue
 		}
-		if err := l.h.LinkDel(link); err != nil && !isLinkNotFound(err) {
+		if err := l.h.LinkDel(link); err != nil && !kernelnet.IsLinkNotFound(err) {
 			errs = append(errs, fmt.Errorf("delete %s %s: %w", kind, link.Attrs().Name, err))
 			continue
 		}
@@ -842,59 +843,6 @@ func (l *Linux) teardown(ctx context.Context) error {
 	l.lastBridges = nil
 	l.lastVTEP = ""
 	return errors.Join(errs...)
-}
-
-// retry runs a netlink dump again when the kernel reports it was
-// interrupted by a concurrent change.
-func retry[T any](f func() (T, error)) (T, error) {
-	var v T
-	var err error
-	for range 10 {
-		v, err = f()
-		if !errors.Is(err, netlink.ErrDumpInterrupted) {
-			return v, err
-		}
-	}
-	return v, err
-}
-
-func isLinkNotFound(err error) bool {
-	var nf netlink.LinkNotFoundError
-	return errors.As(err, &nf) || errors.Is(err, unix.ENODEV)
-}
-
-func isNotExist(err error) bool {
-	return errors.Is(err, unix.ESRCH) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EADDRNOTAVAIL) || errors.Is(err, unix.ENODEV)
-}
-
-func addrOf(ip net.IP) netip.Addr {
-	a, ok := netip.AddrFromSlice(ip)
-	if !ok {
-		return netip.Addr{}
-	}
-	return a.Unmap()
-}
-
-func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
-	if n == nil {
-		return netip.Prefix{}, false
-	}
-	a := addrOf(n.IP)
-	if !a.IsValid() {
-		return netip.Prefix{}, false
-	}
-	ones, bits := n.Mask.Size()
-	if bits == 0 {
-		return netip.Prefix{}, false
-	}
-	if a.Is4() && bits == 128 {
-		ones -= 96
-	}
-	return netip.PrefixFrom(a, ones), true
-}
-
-func ipnetOf(p netip.Prefix) *net.IPNet {
-	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
 func sortedAddrs[V any](m map[netip.Addr]V) []netip.Addr {

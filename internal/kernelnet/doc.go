@@ -1,0 +1,9 @@
+// Package kernelnet holds the helpers the data planes (internal/dataplane
+// and internal/overlaydp) share for talking to the kernel's networking:
+// retrying interrupted netlink dumps, classifying netlink errors,
+// converting between the net types netlink uses and net/netip, and
+// reading /proc/sys/net settings.
+//
+// The netlink and /proc helpers are Linux-only; the address conversions
+// build everywhere.
+package kernelnet
