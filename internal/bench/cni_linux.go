@@ -170,7 +170,7 @@ func runOuter(ctx context.Context, cfg Config, stdout, stderr io.Writer) (err er
 	}
 	l, err := lab.Up(ctx, lab.Options{
 		Nodes: 1, StateDir: filepath.Join(dir, "lab"), BinDir: cfg.BinDir, Prefix: "weftbench" + randomSuffix() + "-",
-		ControllerListen: addr, MarathonListen: maddr, ManagerListen: mmaddr, NoMarathon: true, Spares: cfg.Spares, LogLevel: cfg.LogLevel,
+		ControllerListen: addr, MarathonListen: maddr, ManagerListen: mmaddr, NoMarathon: true, NoOverlay: true, Spares: cfg.Spares, LogLevel: cfg.LogLevel,
 	})
 	if err != nil {
 		return err
