@@ -227,32 +227,11 @@ func resolveNetworkRef(ref, project string) string {
 	switch {
 	case ref == "":
 		return api.DefaultTaskNetwork
-	case isUUID(ref), strings.Contains(ref, ":"):
+	case api.IsUUID(ref), strings.Contains(ref, ":"):
 		return ref
 	}
 	if project == "" {
 		project = api.DefaultProject
 	}
 	return project + ":" + ref
-}
-
-// isUUID reports whether s is a uuid in canonical 8-4-4-4-12 form.
-func isUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		ch := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if ch != '-' {
-				return false
-			}
-		default:
-			if !('0' <= ch && ch <= '9' || 'a' <= ch && ch <= 'f' || 'A' <= ch && ch <= 'F') {
-				return false
-			}
-		}
-	}
-	return true
 }

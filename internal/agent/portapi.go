@@ -156,7 +156,7 @@ func (a *Agent) contrailList(w http.ResponseWriter, match func(*Entry) bool) {
 }
 
 func (a *Agent) contrailGetPort(w http.ResponseWriter, id string) {
-	if !isUUID(id) || strings.ToLower(id) != id {
+	if !api.IsUUID(id) || strings.ToLower(id) != id {
 		writeContrailNotFound(w)
 		return
 	}
@@ -335,7 +335,7 @@ func (a *Agent) externalPort(o map[string]json.RawMessage) (*Entry, error) {
 		if err != nil {
 			return nil, err
 		}
-		if !isUUID(s) {
+		if !api.IsUUID(s) {
 			if f == "vn-id" {
 				return nil, fmt.Errorf("{ Invalid VN uuid }")
 			}
@@ -448,7 +448,7 @@ func (a *Agent) contrailPostVM(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if !isUUID(vm.VMIUUID) {
+	if !api.IsUUID(vm.VMIUUID) {
 		writeContrailError(w, http.StatusInternalServerError, "{ Invalid or missing data for vmi-uuid }")
 		return
 	}

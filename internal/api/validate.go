@@ -643,3 +643,25 @@ func validateService(s *Service) error {
 	}
 	return nil
 }
+
+// IsUUID reports whether s is a uuid in its canonical 8-4-4-4-12
+// hexadecimal form (resource references are a uuid or a name).
+func IsUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if ch != '-' {
+				return false
+			}
+		default:
+			if !('0' <= ch && ch <= '9' || 'a' <= ch && ch <= 'f' || 'A' <= ch && ch <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -38,7 +38,6 @@ func kindPrefix(k api.Kind) string          { return objPrefix + string(k) + "/"
 func fqKey(k api.Kind, fq string) string    { return fqPrefix + string(k) + "/" + fq }
 func deletingKey(id string) string          { return delPrefix + id }
 func vniKey(vni int) string                 { return vniPrefix + fmt.Sprintf("%08d", vni) }
-func isUUID(s string) bool                  { _, err := uuid.Parse(s); return err == nil && len(s) == 36 }
 func kindTitle(k api.Kind) string           { return strings.ReplaceAll(string(k), "_", " ") }
 func encode(obj api.Object) ([]byte, error) { return json.Marshal(obj) }
 
@@ -98,7 +97,7 @@ func (r *Registry) Get(ctx context.Context, k api.Kind, id string) (api.Object, 
 }
 
 func (r *Registry) get(ctx context.Context, k api.Kind, id string) (api.Object, store.KeyValue, error) {
-	if !isUUID(id) {
+	if !api.IsUUID(id) {
 		return nil, store.KeyValue{}, api.Invalid("uuid", "%q is not a uuid", id)
 	}
 	kv, err := r.kv.Get(ctx, objKey(k, id))
@@ -147,7 +146,7 @@ func (r *Registry) resolve(ctx context.Context, k api.Kind, ref string) (api.Obj
 	switch {
 	case ref == "":
 		return nil, store.KeyValue{}, api.Invalid("", "empty %s reference", kindTitle(k))
-	case isUUID(ref):
+	case api.IsUUID(ref):
 		return r.get(ctx, k, ref)
 	case strings.Contains(ref, ":") || api.Depth(k) == 1:
 		return r.getFQ(ctx, k, ref)
@@ -221,7 +220,7 @@ func (r *Registry) Create(ctx context.Context, obj api.Object) (api.Object, erro
 	}
 	if m.UUID == "" {
 		m.UUID = uuid.NewString()
-	} else if !isUUID(m.UUID) {
+	} else if !api.IsUUID(m.UUID) {
 		return nil, api.Invalid("uuid", "%q is not a uuid", m.UUID)
 	} else {
 		m.UUID = strings.ToLower(m.UUID)

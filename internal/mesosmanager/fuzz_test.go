@@ -64,7 +64,7 @@ func FuzzParseLabels(f *testing.F) {
 		} else if !failed[LabelSecurityGroups] && !failed[LabelProjectName] {
 			t.Fatalf("security-groups %q neither accepted nor refused", sgs)
 		}
-		if spec.Network != "" && spec.Network != api.DefaultTaskNetwork && !isUUID(spec.Network) {
+		if spec.Network != "" && spec.Network != api.DefaultTaskNetwork && !api.IsUUID(spec.Network) {
 			parts := strings.Split(spec.Network, ":")
 			if len(parts) != 3 {
 				t.Fatalf("network %q is not domain:project:name", spec.Network)

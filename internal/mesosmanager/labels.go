@@ -205,7 +205,7 @@ func ParseNetworkRef(v, project string) (string, *LabelError) {
 		return api.DefaultTaskNetwork, nil
 	case strings.Contains(n, ","):
 		return "", labelErr(LabelNetworks, v, "names more than one network; one Marathon network attaches one interface")
-	case isUUID(n):
+	case api.IsUUID(n):
 		return strings.ToLower(n), nil
 	case strings.Contains(n, ":"):
 		parts := strings.Split(n, ":")
@@ -353,26 +353,5 @@ func ParseSecurityGroups(v, project string) ([]string, *LabelError) {
 // the project (not empty, not an fq_name, not a uuid).
 func isShortName(v string) bool {
 	v = strings.TrimSpace(v)
-	return v != "" && !strings.Contains(v, ":") && !isUUID(v)
-}
-
-// isUUID reports whether s is a uuid in canonical 8-4-4-4-12 form.
-func isUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		ch := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if ch != '-' {
-				return false
-			}
-		default:
-			if !('0' <= ch && ch <= '9' || 'a' <= ch && ch <= 'f' || 'A' <= ch && ch <= 'F') {
-				return false
-			}
-		}
-	}
-	return true
+	return v != "" && !strings.Contains(v, ":") && !api.IsUUID(v)
 }

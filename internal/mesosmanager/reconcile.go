@@ -574,7 +574,7 @@ func (r *Reconciler) desired(ctx context.Context, n *instance, att *attachment, 
 // configuration's project (weft.project) resolves it on the agent.
 func networkMismatch(spec NetworkSpec, network string) bool {
 	v := strings.TrimSpace(spec.Labels[LabelNetworks])
-	if v == "" || spec.Network == "" || isUUID(spec.Network) {
+	if v == "" || spec.Network == "" || api.IsUUID(spec.Network) {
 		return false
 	}
 	_, hasProject := spec.Labels[LabelProjectName]

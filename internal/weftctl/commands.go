@@ -95,7 +95,7 @@ func networkRef(cmd, ref, project string) (string, error) {
 	switch {
 	case ref == "":
 		return "", usagef(cmd, "empty network name")
-	case isUUID(ref):
+	case api.IsUUID(ref):
 		return ref, nil
 	case strings.Contains(ref, ":"):
 		if !validFQName(ref, 3) {
@@ -118,27 +118,6 @@ func validFQName(fq string, n int) bool {
 	for _, p := range parts {
 		if p == "" {
 			return false
-		}
-	}
-	return true
-}
-
-// isUUID reports whether s is a uuid in the canonical 8-4-4-4-12 form.
-func isUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		ch := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if ch != '-' {
-				return false
-			}
-		default:
-			if !('0' <= ch && ch <= '9' || 'a' <= ch && ch <= 'f' || 'A' <= ch && ch <= 'F') {
-				return false
-			}
 		}
 	}
 	return true
@@ -236,7 +215,7 @@ func (c *cli) getNetwork(ctx context.Context, cmd, ref, project string) (json.Ra
 	if err != nil {
 		return nil, n, err
 	}
-	if isUUID(ref) {
+	if api.IsUUID(ref) {
 		err = c.client.Get(ctx, pluralNetworks, ref, &raw)
 	} else {
 		err = c.client.GetByFQName(ctx, pluralNetworks, ref, &raw)

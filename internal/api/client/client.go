@@ -198,7 +198,7 @@ func (c *Client) CreateNetwork(ctx context.Context, n api.Network) (api.Network,
 func (c *Client) GetNetwork(ctx context.Context, ref string) (api.Network, error) {
 	var out api.Network
 	var err error
-	if clientIsUUID(ref) {
+	if api.IsUUID(ref) {
 		err = c.Get(ctx, clientPluralNetworks, ref, &out)
 	} else {
 		err = c.GetByFQName(ctx, clientPluralNetworks, ref, &out)
@@ -227,7 +227,7 @@ func (c *Client) ListNetworks(ctx context.Context) ([]api.Network, error) {
 // fq_name (resolved to its uuid first).
 func (c *Client) DeleteNetwork(ctx context.Context, ref string) error {
 	uuid := ref
-	if !clientIsUUID(ref) {
+	if !api.IsUUID(ref) {
 		n, err := c.GetNetwork(ctx, ref)
 		if err != nil {
 			return err
@@ -348,28 +348,6 @@ func clientParseWatchEvent(line []byte) (api.WatchEvent, error) {
 		return api.WatchEvent{}, errors.New("decode watch event: no type")
 	}
 	return ev, nil
-}
-
-// clientIsUUID reports whether s is a uuid in its canonical 8-4-4-4-12
-// hexadecimal form.
-func clientIsUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		ch := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if ch != '-' {
-				return false
-			}
-		default:
-			if !('0' <= ch && ch <= '9' || 'a' <= ch && ch <= 'f' || 'A' <= ch && ch <= 'F') {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 func (c *Client) collectionPath(plural string) string {
