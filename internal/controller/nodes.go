@@ -7,9 +7,9 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"strings"
 
 	"github.com/weft-sdn/weft/internal/api"
+	"github.com/weft-sdn/weft/internal/overlay"
 	"github.com/weft-sdn/weft/internal/store"
 )
 
@@ -48,10 +48,7 @@ func ParseVTEPPool(subnet, oui string) (VTEPPool, error) {
 }
 
 // MAC derives the VTEP MAC of a VTEP address.
-func (v VTEPPool) MAC(a netip.Addr) net.HardwareAddr {
-	b := a.As4()
-	return net.HardwareAddr{v.OUI[0], v.OUI[1], v.OUI[2], b[1], b[2], b[3]}
-}
+func (v VTEPPool) MAC(a netip.Addr) net.HardwareAddr { return overlay.MAC(v.OUI, a) }
 
 // RegisterNode creates the node, or refreshes an existing one, and makes
 // sure it holds a VTEP address and MAC. A node keeps its VTEP across
@@ -188,23 +185,23 @@ func (r *Registry) prepareNode(ctx context.Context, n *api.Node, old *api.Node) 
 // claimVTEP picks the lowest free VTEP address and returns the guard that
 // claims it.
 func (r *Registry) claimVTEP(ctx context.Context, pool VTEPPool, node string) (guard, netip.Addr, error) {
-	kvs, _, err := r.kv.List(ctx, vtepPrefix)
+	return r.claimAddr(ctx, vtepPrefix, pool.Subnet, node, "vtep_ip")
+}
+
+// claimAddr picks the lowest free address of space among the claims
+// under prefix (one key per address) and returns the guard that claims it
+// for node.
+func (r *Registry) claimAddr(ctx context.Context, prefix string, space netip.Prefix, node, field string) (guard, netip.Addr, error) {
+	used, err := r.claimedAddrs(ctx, prefix)
 	if err != nil {
-		return guard{}, netip.Addr{}, fmt.Errorf("list vteps: %w", err)
+		return guard{}, netip.Addr{}, err
 	}
-	used := make(map[netip.Addr]bool, len(kvs))
-	for _, kv := range kvs {
-		if a, err := netip.ParseAddr(strings.TrimPrefix(kv.Key, vtepPrefix)); err == nil {
-			used[a] = true
-		}
+	a, err := overlay.LowestFreeAddr(space, used)
+	if err != nil {
+		return guard{}, netip.Addr{}, api.Exhausted(field, "%v", err)
 	}
-	last := api.LastAddr(pool.Subnet)
-	for a := pool.Subnet.Addr().Next(); a.IsValid() && a.Less(last); a = a.Next() {
-		if !used[a] {
-			return guard{cmps: []store.Cmp{store.Absent(vtepKey(a))}, ops: []store.Op{store.Put(vtepKey(a), []byte(node))}}, a, nil
-		}
-	}
-	return guard{}, netip.Addr{}, api.Exhausted("vtep_ip", "no free VTEP address in %s (%d in use)", pool.Subnet, len(used))
+	key := prefix + a.String()
+	return guard{cmps: []store.Cmp{store.Absent(key)}, ops: []store.Op{store.Put(key, []byte(node))}}, a, nil
 }
 
 // Heartbeat records that the node's agent is alive.

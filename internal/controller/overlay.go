@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -188,17 +189,12 @@ func (r *Registry) assignOverlays(ctx context.Context, n *api.Node) (guard, bool
 		n.OverlayBackend, changed = &b, true
 	}
 	if p.vtep6.IsValid() && n.VTEPIP6 == "" {
-		used, err := r.claimedAddrs(ctx, vtep6Prefix)
+		vg, a, err := r.claimAddr(ctx, vtep6Prefix, p.vtep6, n.FQName, "vtep_ip6")
 		if err != nil {
 			return g, false, err
 		}
-		a, err := overlay.LowestFreeAddr(p.vtep6, used)
-		if err != nil {
-			return g, false, api.Exhausted("vtep_ip6", "%v", err)
-		}
 		n.VTEPIP6, changed = a.String(), true
-		g.cmps = append(g.cmps, store.Absent(vtep6Key(a)))
-		g.ops = append(g.ops, store.Put(vtep6Key(a), []byte(n.FQName)))
+		g.add(vg)
 	}
 	for _, s := range p.overlays {
 		if !s.enabled {
@@ -213,7 +209,8 @@ func (r *Registry) assignOverlays(ctx context.Context, n *api.Node) (guard, bool
 			i, changed = len(n.Overlays)-1, true
 		}
 		o := &n.Overlays[i]
-		before := fmt.Sprint(*o, o.MesosBridge, o.DockerBridge)
+		before := cloneNodeOverlay(*o)
+		wasMissing := p.missingSubnet(n, o)
 		o.Network = s.network
 		o.OverlaySubnet, o.OverlaySubnet6 = prefixString(s.space4), prefixString(s.space6)
 		var failures []string
@@ -244,15 +241,27 @@ func (r *Registry) assignOverlays(ctx context.Context, n *api.Node) (guard, bool
 		switch {
 		case len(failures) > 0:
 			o.Status, o.Error = api.OverlayFailed, strings.Join(failures, "; ")
-		case o.Status == api.OverlayFailed && strings.HasPrefix(o.Error, "overlay "+s.name+": "):
-			// The allocation failure is over; the agent reports anew.
+		case wasMissing:
+			// The allocation failure (the only status an overlay without
+			// its subnets can have) is over; the agent reports anew.
 			o.Status, o.Error = api.OverlayConfiguring, ""
 		}
-		if fmt.Sprint(*o, o.MesosBridge, o.DockerBridge) != before {
+		if !reflect.DeepEqual(*o, before) {
 			changed = true
 		}
 	}
 	return g, changed, nil
+}
+
+// cloneNodeOverlay copies o with its own bridges.
+func cloneNodeOverlay(o api.NodeOverlay) api.NodeOverlay {
+	for _, b := range []**api.OverlayBridge{&o.MesosBridge, &o.DockerBridge} {
+		if *b != nil {
+			c := **b
+			*b = &c
+		}
+	}
+	return o
 }
 
 // halves returns the bridge of one half of the node's overlay subnets
