@@ -44,15 +44,11 @@ func (l *Linux) Attach(ctx context.Context, n Network, ep Endpoint) (_ Endpoint,
 	if ep.Netns == "" {
 		return ep, fmt.Errorf("attach %s: missing netns", what)
 	}
-	cns, err := netns.Open(ep.Netns)
+	cns, ch, err := kernelnet.OpenNetns(ep.Netns)
 	if err != nil {
 		return ep, fmt.Errorf("attach %s: %w", what, err)
 	}
 	defer cns.Close()
-	ch, err := netlink.NewHandleAt(cns, unix.NETLINK_ROUTE)
-	if err != nil {
-		return ep, fmt.Errorf("attach %s: netlink handle in %s: %w", what, ep.Netns, err)
-	}
 	defer ch.Close()
 
 	r, createdNS, release, err := l.acquireRouter(ctx, n)
@@ -106,7 +102,7 @@ func (l *Linux) Attach(ctx context.Context, n Network, ep Endpoint) (_ Endpoint,
 	if err != nil && !kernelnet.IsLinkNotFound(err) {
 		return ep, fmt.Errorf("attach %s: find %s in %s: %w", what, ep.IfName, ep.Netns, err)
 	}
-	if host != nil && cl != nil && isPeer(host, cl) {
+	if host != nil && cl != nil && kernelnet.IsVethPeer(host, cl) {
 		// Existing attachment: same configuration or an error. A MAC or
 		// MTU that was not asked for is whatever the interface has.
 		if !macGiven {
@@ -195,14 +191,6 @@ func (l *Linux) Attach(ctx context.Context, n Network, ep Endpoint) (_ Endpoint,
 	return ep, nil
 }
 
-// isPeer reports whether host and cl are the two ends of one veth.
-func isPeer(host, cl netlink.Link) bool {
-	if host.Type() != "veth" || cl.Type() != "veth" {
-		return false
-	}
-	return host.Attrs().ParentIndex == cl.Attrs().Index && cl.Attrs().ParentIndex == host.Attrs().Index
-}
-
 // attachmentDiff describes how the container interface cl differs from
 // ep ("" when it matches): MAC, MTU and the set of global addresses.
 func (l *Linux) attachmentDiff(ch *netlink.Handle, cl netlink.Link, ep Endpoint) string {
@@ -213,7 +201,7 @@ func (l *Linux) attachmentDiff(ch *netlink.Handle, cl netlink.Link, ep Endpoint)
 	if got := cl.Attrs().MTU; got != ep.MTU {
 		diffs = append(diffs, fmt.Sprintf("mtu %d, want %d", got, ep.MTU))
 	}
-	have, err := globalAddrs(ch, cl)
+	have, err := kernelnet.GlobalAddrs(ch, cl)
 	if err != nil {
 		return err.Error()
 	}
@@ -224,22 +212,6 @@ func (l *Linux) attachmentDiff(ch *netlink.Handle, cl netlink.Link, ep Endpoint)
 		diffs = append(diffs, fmt.Sprintf("addresses %v, want %v", have, want))
 	}
 	return strings.Join(diffs, "; ")
-}
-
-func globalAddrs(h *netlink.Handle, link netlink.Link) ([]netip.Prefix, error) {
-	addrs, err := kernelnet.Retry(func() ([]netlink.Addr, error) { return h.AddrList(link, netlink.FAMILY_ALL) })
-	if err != nil {
-		return nil, fmt.Errorf("list addresses of %s: %w", link.Attrs().Name, err)
-	}
-	var out []netip.Prefix
-	for _, a := range addrs {
-		p, ok := kernelnet.PrefixOf(a.IPNet)
-		if !ok || p.Addr().IsLinkLocalUnicast() {
-			continue
-		}
-		out = append(out, p)
-	}
-	return out, nil
 }
 
 // checkAddrsFree fails when an address of ep is already routed to another
@@ -303,7 +275,7 @@ func (l *Linux) configureContainer(ctx context.Context, ch *netlink.Handle, cl n
 	var have []netip.Prefix
 	if !fresh {
 		var err error
-		if have, err = globalAddrs(ch, cl); err != nil {
+		if have, err = kernelnet.GlobalAddrs(ch, cl); err != nil {
 			return fmt.Errorf("%w in %s", err, ep.Netns)
 		}
 	}
@@ -688,7 +660,7 @@ func (l *Linux) Detach(ctx context.Context, n Network, ep Endpoint) error {
 	// the container end still identifies its table.
 	if ep.Netns != "" && ep.IfName != "" && netns.IsNetns(ep.Netns) {
 		if ch, err := handleAt(ep.Netns); err == nil {
-			if cl, err := ch.LinkByName(ep.IfName); err == nil && isPeer(link, cl) {
+			if cl, err := ch.LinkByName(ep.IfName); err == nil && kernelnet.IsVethPeer(link, cl) {
 				if err := l.removeSourceRules(ctx, ch, ep.Netns, cl); err != nil {
 					l.log.WarnContext(ctx, "detach: remove source rules", "netns", ep.Netns, "err", err)
 				}
@@ -810,24 +782,9 @@ func (l *Linux) checkContainer(ch *netlink.Handle, ep Endpoint, addrs []epAddr, 
 		miss("interface %s in %s", ep.IfName, ep.Netns)
 		return
 	}
-	if cl.Attrs().Flags&net.FlagUp == 0 {
-		miss("interface %s up", ep.IfName)
-	}
-	if got := cl.Attrs().HardwareAddr.String(); got != ep.MAC.String() {
-		miss("mac %s on %s (has %s)", ep.MAC, ep.IfName, got)
-	}
-	if cl.Attrs().MTU != ep.MTU {
-		miss("mtu %d on %s (has %d)", ep.MTU, ep.IfName, cl.Attrs().MTU)
-	}
-	have, err := globalAddrs(ch, cl)
-	if err != nil {
-		miss("addresses of %s (%v)", ep.IfName, err)
+	// ep.IPs are the addresses of addrs, in order (see normalize).
+	if !kernelnet.CheckLink(ch, cl, ep.MAC, ep.MTU, ep.IPs, miss) {
 		return
-	}
-	for _, a := range addrs {
-		if !slices.Contains(have, a.IP) {
-			miss("address %s on %s", a.IP, ep.IfName)
-		}
 	}
 	routes, err := kernelnet.Retry(func() ([]netlink.Route, error) {
 		return ch.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)

@@ -12,7 +12,6 @@ import (
 	"strings"
 
 	"github.com/vishvananda/netlink"
-	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/weft-sdn/weft/internal/kernelnet"
@@ -50,7 +49,7 @@ func (l *Linux) Attach(ctx context.Context, ep Endpoint) (_ Endpoint, err error)
 	unlock := l.endpoints.Lock(ep.HostIf)
 	defer unlock()
 
-	cns, ch, err := openNetns(ep.Netns)
+	cns, ch, err := kernelnet.OpenNetns(ep.Netns)
 	if err != nil {
 		return ep, fmt.Errorf("attach %s: %w", what, err)
 	}
@@ -65,7 +64,7 @@ func (l *Linux) Attach(ctx context.Context, ep Endpoint) (_ Endpoint, err error)
 	if err != nil && !kernelnet.IsLinkNotFound(err) {
 		return ep, fmt.Errorf("attach %s: find %s in %s: %w", what, ep.IfName, ep.Netns, err)
 	}
-	if host != nil && cl != nil && isPeer(host, cl) {
+	if host != nil && cl != nil && kernelnet.IsVethPeer(host, cl) {
 		if !macGiven {
 			ep.MAC = cl.Attrs().HardwareAddr
 		}
@@ -139,27 +138,6 @@ func (l *Linux) Attach(ctx context.Context, ep Endpoint) (_ Endpoint, err error)
 	return ep, nil
 }
 
-func openNetns(path string) (vnetns.NsHandle, *netlink.Handle, error) {
-	ns, err := netns.Open(path)
-	if err != nil {
-		return ns, nil, err
-	}
-	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
-	if err != nil {
-		ns.Close()
-		return vnetns.None(), nil, fmt.Errorf("netlink handle in %s: %w", path, err)
-	}
-	return ns, h, nil
-}
-
-// isPeer reports whether host and cl are the two ends of one veth.
-func isPeer(host, cl netlink.Link) bool {
-	if host.Type() != "veth" || cl.Type() != "veth" {
-		return false
-	}
-	return host.Attrs().ParentIndex == cl.Attrs().Index && cl.Attrs().ParentIndex == host.Attrs().Index
-}
-
 // configureHost makes host a port of br with hairpin on, and up.
 func (l *Linux) configureHost(ctx context.Context, host, br netlink.Link) error {
 	name := host.Attrs().Name
@@ -204,7 +182,7 @@ func (l *Linux) configureContainer(ctx context.Context, ch *netlink.Handle, cl n
 		}
 		l.changed(ctx, "set link up", "container_netns", ep.Netns, "link", link.Attrs().Name)
 	}
-	have, err := globalAddrs(ch, cl)
+	have, err := kernelnet.GlobalAddrs(ch, cl)
 	if err != nil {
 		return fmt.Errorf("%w in %s", err, ep.Netns)
 	}
@@ -263,20 +241,6 @@ func hasDefault(routes []netlink.Route, cl netlink.Link, gw netip.Addr) bool {
 	})
 }
 
-func globalAddrs(h *netlink.Handle, link netlink.Link) ([]netip.Prefix, error) {
-	addrs, err := kernelnet.Retry(func() ([]netlink.Addr, error) { return h.AddrList(link, netlink.FAMILY_ALL) })
-	if err != nil {
-		return nil, fmt.Errorf("list addresses of %s: %w", link.Attrs().Name, err)
-	}
-	var out []netip.Prefix
-	for _, a := range addrs {
-		if p, ok := kernelnet.PrefixOf(a.IPNet); ok && !p.Addr().IsLinkLocalUnicast() {
-			out = append(out, p)
-		}
-	}
-	return out, nil
-}
-
 // Detach removes ep's veth (both ends). A missing veth or container
 // namespace is success.
 func (l *Linux) Detach(ctx context.Context, ep Endpoint) error {
@@ -303,7 +267,7 @@ func (l *Linux) Detach(ctx context.Context, ep Endpoint) error {
 		if ep.Netns == "" || !netns.IsNetns(ep.Netns) {
 			return nil
 		}
-		cns, ch, err := openNetns(ep.Netns)
+		cns, ch, err := kernelnet.OpenNetns(ep.Netns)
 		if err != nil {
 			return nil
 		}
@@ -377,7 +341,7 @@ func (l *Linux) Check(ctx context.Context, ep Endpoint) error {
 	if !netns.IsNetns(ep.Netns) {
 		miss("container netns %s", ep.Netns)
 	} else {
-		cns, ch, err := openNetns(ep.Netns)
+		cns, ch, err := kernelnet.OpenNetns(ep.Netns)
 		if err != nil {
 			return fmt.Errorf("check %s: %w", what, err)
 		}
@@ -402,29 +366,10 @@ func (l *Linux) Check(ctx context.Context, ep Endpoint) error {
 }
 
 func checkContainer(ch *netlink.Handle, cl, host netlink.Link, ep Endpoint, miss func(string, ...any)) {
-	if host != nil && !isPeer(host, cl) {
+	if host != nil && !kernelnet.IsVethPeer(host, cl) {
 		miss("veth pair %s/%s", ep.HostIf, ep.IfName)
 	}
-	if cl.Attrs().Flags&net.FlagUp == 0 {
-		miss("interface %s up", ep.IfName)
-	}
-	if got := cl.Attrs().HardwareAddr.String(); got != ep.MAC.String() {
-		miss("mac %s on %s (has %s)", ep.MAC, ep.IfName, got)
-	}
-	if cl.Attrs().MTU != ep.MTU {
-		miss("mtu %d on %s (has %d)", ep.MTU, ep.IfName, cl.Attrs().MTU)
-	}
-	have, err := globalAddrs(ch, cl)
-	if err != nil {
-		miss("addresses of %s (%v)", ep.IfName, err)
-		return
-	}
-	for _, p := range ep.IPs {
-		if !slices.Contains(have, p) {
-			miss("address %s on %s", p, ep.IfName)
-		}
-	}
-	if !ep.DefaultRoute {
+	if !kernelnet.CheckLink(ch, cl, ep.MAC, ep.MTU, ep.IPs, miss) || !ep.DefaultRoute {
 		return
 	}
 	routes, err := kernelnet.Retry(func() ([]netlink.Route, error) { return ch.RouteList(nil, netlink.FAMILY_ALL) })
