@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -51,6 +52,9 @@ type overlayState struct {
 	// engine that does not answer fails the overlays' Docker halves.
 	dockerSeen    bool
 	lastDockerErr error
+	// last is the desired state of the last successful sync (nil: sync
+	// again); only the loop's goroutine uses it.
+	last *overlaydp.State
 }
 
 func (a *Agent) overlayKickNow() {
@@ -71,8 +75,12 @@ func (a *Agent) overlayLoop(ctx context.Context) {
 	}
 	t := time.NewTicker(time.Duration(a.cfg.OverlayCheckInterval))
 	defer t.Stop()
+	resync := time.NewTicker(time.Duration(a.cfg.ResyncInterval))
+	defer resync.Stop()
+	force := true
 	for {
-		a.overlayOnce(ctx)
+		a.overlayOnce(ctx, force)
+		force = false
 		select {
 		case <-ctx.Done():
 			return
@@ -81,12 +89,31 @@ func (a *Agent) overlayLoop(ctx context.Context) {
 				return
 			}
 		case <-t.C:
+		case <-resync.C:
+			force = true // repair drift
 		}
 	}
 }
 
-// overlayOnce configures the overlays once and reports their status.
-func (a *Agent) overlayOnce(ctx context.Context) {
+// syncOverlay applies the desired overlay data plane when it changed
+// since the last successful sync, or always with force (nodes heartbeat
+// every few seconds, and each heartbeat wakes the loop). It returns the
+// error of the last sync.
+func (a *Agent) syncOverlay(ctx context.Context, state overlaydp.State, force bool) error {
+	if !force && a.ovl.last != nil && reflect.DeepEqual(*a.ovl.last, state) {
+		return nil
+	}
+	if err := a.odp.Sync(ctx, state); err != nil {
+		a.ovl.last = nil
+		return err
+	}
+	a.ovl.last = &state
+	return nil
+}
+
+// overlayOnce configures the overlays once and reports their status;
+// force syncs the data plane even when the desired state is unchanged.
+func (a *Agent) overlayOnce(ctx context.Context, force bool) {
 	if a.odp == nil {
 		return
 	}
@@ -99,7 +126,7 @@ func (a *Agent) overlayOnce(ctx context.Context) {
 	status := map[string][]string{}
 	fail := func(name string, err error) { status[name] = append(status[name], err.Error()) }
 	if err == nil {
-		err = a.odp.Sync(ctx, state)
+		err = a.syncOverlay(ctx, state, force)
 	}
 	if err != nil {
 		a.log.Warn("overlay data plane sync failed", "err", err)
@@ -143,18 +170,16 @@ func (a *Agent) overlayOnce(ctx context.Context) {
 			}
 		}
 	}
-	local := *self
-	local.Overlays = slices.Clone(self.Overlays)
-	for i := range local.Overlays {
+	for i, o := range self.Overlays {
 		for _, s := range rep.Overlays {
-			if s.Name == local.Overlays[i].Name {
-				local.Overlays[i].Status, local.Overlays[i].Error = s.Status, s.Error
+			if s.Name == o.Name {
+				infos.Overlays[i].State = &overlay.OverlayState{Status: overlay.DCOSStatus(s.Status), Error: s.Error}
 			}
 		}
 	}
 	a.ovl.mu.Lock()
-	a.ovl.info = overlay.NodeAgentInfo(&local, nil)
-	a.ovl.info.ConfigurationAttempts = a.ovl.attempts
+	infos.ConfigurationAttempts = a.ovl.attempts
+	a.ovl.info = infos
 	a.ovl.mu.Unlock()
 }
 

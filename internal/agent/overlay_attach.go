@@ -78,7 +78,7 @@ func (a *Agent) allocateOverlay(networkUUID string, halves []netip.Prefix, want 
 	for _, half := range halves {
 		gw := overlay.Gateway(half)
 		reserved := func(x netip.Addr) bool {
-			return x == half.Addr() || x == gw || (x.Is4() && x == lastAddr(half))
+			return x == half.Addr() || x == gw || (x.Is4() && x == api.LastAddr(half))
 		}
 		var explicit netip.Addr
 		for _, w := range want {
@@ -113,33 +113,23 @@ func (a *Agent) allocateOverlay(networkUUID string, halves []netip.Prefix, want 
 	return out, nil
 }
 
-// nextFree returns the first address of p after start, wrapping around,
-// for which taken is false.
+// nextFree returns the first address of p after start, wrapping around
+// once, for which taken is false; it looks at most 1<<16 addresses (an
+// IPv6 half is never that full on one node).
 func nextFree(p netip.Prefix, start netip.Addr, taken func(netip.Addr) bool) (netip.Addr, bool) {
-	first, last := p.Addr(), lastAddr(p)
 	x := start
-	for range 1 << 16 { // halves beyond that are scanned partly; plenty for one node
-		x = x.Next()
-		if !x.IsValid() || !p.Contains(x) {
-			x = first
+	for range 1 << 16 {
+		if x = x.Next(); !x.IsValid() || !p.Contains(x) {
+			x = p.Addr()
 		}
 		if !taken(x) {
 			return x, true
 		}
-		if x == start || (x == last && start == last) {
+		if x == start {
 			break
 		}
 	}
 	return netip.Addr{}, false
-}
-
-func lastAddr(p netip.Prefix) netip.Addr {
-	b := p.Masked().Addr().AsSlice()
-	for i := p.Bits(); i < len(b)*8; i++ {
-		b[i/8] |= 1 << (7 - i%8)
-	}
-	a, _ := netip.AddrFromSlice(b)
-	return a
 }
 
 func countIn(used map[netip.Addr]bool, p netip.Prefix) int {

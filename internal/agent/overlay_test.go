@@ -60,7 +60,9 @@ func TestOverlayAgentConfiguresAndReports(t *testing.T) {
 	h := newHarness(t, func(c *controller.Config) { c.DCOSOverlay = true })
 	cniDir := t.TempDir()
 	engine := docker.NewFake()
-	r1 := h.startAgent(agentOpts{name: "node1", underlay: "198.18.0.11", dp: dataplane.NewFake(), docker: engine, cniDir: cniDir})
+	// A short resync: a data plane that starts failing without any change
+	// of the desired state is found by the periodic forced sync.
+	r1 := h.startAgent(agentOpts{name: "node1", underlay: "198.18.0.11", dp: dataplane.NewFake(), docker: engine, cniDir: cniDir, resync: 200 * time.Millisecond})
 	r2 := h.startAgent(agentOpts{name: "node2", underlay: "198.18.0.12", dp: dataplane.NewFake()})
 	allOK := func(s string) bool { return s == "dcos=OK dcos6=OK" }
 	h.waitOverlayStatus("node1", allOK)
@@ -83,6 +85,14 @@ func TestOverlayAgentConfiguresAndReports(t *testing.T) {
 	if len(st.Peers) != 1 || st.Peers[0].Node != "node2" || st.Peers[0].VTEPIP.String() != "44.128.0.2" ||
 		fmt.Sprint(st.Peers[0].Subnets) != "[9.0.1.0/24 fd01:b:0:0:1::/80]" || st.Peers[0].Underlay.String() != "198.18.0.12" {
 		t.Errorf("peers: %+v", st.Peers)
+	}
+
+	// Heartbeats (every 100 ms here) wake the loop, but an unchanged
+	// desired state is not synced again (node2 keeps the 30 s resync).
+	before := r2.odp.Syncs()
+	time.Sleep(time.Second)
+	if after := r2.odp.Syncs(); after != before {
+		t.Errorf("node2 synced its overlay data plane %d times in a second with nothing changed", after-before)
 	}
 
 	// The CNI configurations in DC/OS's layout, run by bridge + host-local.
@@ -260,5 +270,36 @@ func TestOverlayAttachWeftMode(t *testing.T) {
 	r.settle()
 	if n := len(r.odp.Endpoints()); n != 3 {
 		t.Errorf("%d overlay endpoints after detaching c2, want 3", n)
+	}
+}
+
+func TestNextFreeWrapsAndSkipsTaken(t *testing.T) {
+	half := netip.MustParsePrefix("9.0.0.0/29") // .0 network, .1 gateway, .7 broadcast
+	reserved := map[string]bool{"9.0.0.0": true, "9.0.0.1": true, "9.0.0.7": true}
+	for _, tc := range []struct {
+		start string
+		used  []string
+		want  string // "" when full
+	}{
+		{"9.0.0.1", nil, "9.0.0.2"},
+		{"9.0.0.3", []string{"9.0.0.2", "9.0.0.3"}, "9.0.0.4"},
+		{"9.0.0.6", []string{"9.0.0.3"}, "9.0.0.2"},                                      // wraps
+		{"9.0.0.4", []string{"9.0.0.2", "9.0.0.3", "9.0.0.5", "9.0.0.6"}, "9.0.0.4"},     // only the cursor is free
+		{"9.0.0.4", []string{"9.0.0.2", "9.0.0.3", "9.0.0.4", "9.0.0.5", "9.0.0.6"}, ""}, // full
+	} {
+		used := map[string]bool{}
+		for _, u := range tc.used {
+			used[u] = true
+		}
+		got, ok := nextFree(half, netip.MustParseAddr(tc.start), func(x netip.Addr) bool { return used[x.String()] || reserved[x.String()] })
+		if tc.want == "" {
+			if ok {
+				t.Errorf("start %s, used %v: got %s, want none", tc.start, tc.used, got)
+			}
+			continue
+		}
+		if !ok || got.String() != tc.want {
+			t.Errorf("start %s, used %v: got %s %v, want %s", tc.start, tc.used, got, ok, tc.want)
+		}
 	}
 }
