@@ -447,7 +447,7 @@ func readMountInfo() ([]mountInfo, error) {
 			continue
 		}
 		id, _ := strconv.Atoi(fields[0])
-		m := mountInfo{id: id, target: unescapeMountPath(fields[4])}
+		m := mountInfo{id: id, target: netns.UnescapeMountPath(fields[4])}
 		for _, opt := range fields[6:] {
 			if opt == "-" {
 				break
@@ -459,25 +459,6 @@ func readMountInfo() ([]mountInfo, error) {
 		out = append(out, m)
 	}
 	return out, sc.Err()
-}
-
-// unescapeMountPath decodes the octal escapes (\040 …) of mountinfo.
-func unescapeMountPath(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 func underPath(p, dir string) bool {
