@@ -206,6 +206,16 @@ func TestOverlayDCOS(t *testing.T) {
 	// remove their routes, neighbours and FDB entries to it.
 	n2 := l.Nodes[1]
 	node2 := labNode(t, l, "node2")
+	gone2 := overlayOf(node2, "dcos").Subnet
+	// The peers route to node2 first (so that the checks below see a
+	// removal, not an absence).
+	for _, n := range []lab.NodeState{l.Nodes[0], l.Nodes[2]} {
+		fdb, _ := exec.Command("bridge", "-n", n.Netns, "fdb", "show", "dev", "vtep1024").CombinedOutput()
+		if r, nb := nodeRoutes(t, n, "route"), nodeRoutes(t, n, "neigh", "show", "dev", "vtep1024"); !strings.Contains(r, gone2+" via "+node2.VTEPIP) ||
+			!strings.Contains(nb, node2.VTEPIP+" ") || !strings.Contains(string(fdb), node2.VTEPMAC) {
+			t.Fatalf("%s has no route, neighbour or FDB entry to node2 before the delete:\n%s\n%s\n%s", n.Name, r, nb, fdb)
+		}
+	}
 	if n2.Agent.Alive() {
 		_ = syscall.Kill(n2.Agent.PID, syscall.SIGKILL)
 	}
@@ -234,7 +244,6 @@ func TestOverlayDCOS(t *testing.T) {
 	if after := usage(); after != before-1 {
 		t.Errorf("dcos subnets in use: %d before, %d after the delete; want one freed", before, after)
 	}
-	gone2 := overlayOf(node2, "dcos").Subnet
 	for _, n := range []lab.NodeState{l.Nodes[0], l.Nodes[2]} {
 		eventually(t, 15*time.Second, n.Name+" drops node2", func() error {
 			if r := nodeRoutes(t, n, "route"); strings.Contains(r, gone2) {
