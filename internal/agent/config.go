@@ -181,7 +181,7 @@ func (c *Config) flagSet(file *string, out io.Writer) *flag.FlagSet {
 	fs.Var(config.ListFlag(&c.DNS.Nameservers), "dns-nameserver", "nameserver handed to containers (repeatable)")
 	fs.StringVar(&c.DNS.Domain, "dns-domain", c.DNS.Domain, "DNS domain handed to containers")
 	fs.Var(config.ListFlag(&c.DNS.Search), "dns-search", "DNS search domain handed to containers (repeatable)")
-	fs.StringVar(&c.OverlayConfig, "overlay-config", c.OverlayConfig, "DC/OS overlay agent configuration file (agent_config); replaces the cni and overlay flags below")
+	fs.StringVar(&c.OverlayConfig, "overlay-config", c.OverlayConfig, "DC/OS overlay agent configuration file (agent_config); replaces --cni-dir, --cni-data-dir, --overlay-mtu, --overlay-ipv6, the --overlay-*-bridge and --overlay-allocate-subnet flags and --docker-timeout")
 	fs.StringVar(&c.CNIDir, "cni-dir", c.CNIDir, "directory for a CNI configuration per overlay (Mesos' --network_cni_config_dir); empty writes none")
 	fs.StringVar(&c.CNIDataDir, "cni-data-dir", c.CNIDataDir, "host-local dataDir of the overlay CNI configurations")
 	fs.StringVar(&c.OverlayCNI, "overlay-cni", c.OverlayCNI, "plugins of the overlay CNI configurations: bridge (bridge + host-local) or weft (weft-cni)")

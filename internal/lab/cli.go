@@ -48,8 +48,8 @@ Commands:
   marathon [flags]                 run the Marathon API emulator (lab up starts one)
   responder --name NAME            answer TCP :7777 with NAME (the default command of lab tasks)
 
-Every command takes --state-dir DIR, before or after the command (default
-$WEFT_LAB_STATE_DIR, else /var/lib/weft/lab).
+Every command but mesos-agent, marathon and responder takes --state-dir DIR,
+before or after the command (default $WEFT_LAB_STATE_DIR, else /var/lib/weft/lab).
 
 Run 'weft lab <command> --help' for its flags.
 `
@@ -389,6 +389,10 @@ func cmdTask(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if len(args) == 0 {
 		return usageError{errors.New("task: say run, list or kill")}
 	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, "Usage: weft lab task run NAME --node NODE [flags] [-- CMD...]\n       weft lab task list [-o table|json]\n       weft lab task kill NAME\n\nRun 'weft lab task run --help' for the flags of run.\n")
+		return flag.ErrHelp
+	}
 	sub, rest := args[0], args[1:]
 	rest, cmd := splitDashDash(rest)
 	flags, pos := interspersed(rest)
@@ -473,6 +477,9 @@ func cmdExec(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	flags, pos := interspersed(rest)
 	fs, dir := newFlags("exec", stderr)
 	if err := parse(fs, flags); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		fmt.Fprintf(stderr, "weft lab exec: %v\n", err)
 		return 2
 	}
