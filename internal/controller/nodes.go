@@ -62,10 +62,6 @@ func (r *Registry) RegisterNode(ctx context.Context, in *api.Node) (node *api.No
 			if errors.Is(err, api.ErrConflict) {
 				continue // registered concurrently: refresh it instead
 			}
-			if err == nil && r.overlay != nil {
-				// The overlay assignments follow in a second write.
-				n, _, err = r.RegisterNode(ctx, in)
-			}
 			return n, err == nil, err
 		case err != nil:
 			return nil, false, err
@@ -159,10 +155,11 @@ func (r *Registry) prepareNode(ctx context.Context, n *api.Node, old *api.Node) 
 		}
 		return guard{}, nil
 	}
-	n.VTEPIP6, n.Overlays, n.OverlayBackend = "", nil, nil // assigned by registration
+	n.VTEPIP6, n.Overlays, n.OverlayBackend = "", nil, nil // assigned here, never given
 	if !r.vteps.Subnet.IsValid() {
 		return guard{}, nil
 	}
+	var g guard
 	if n.VTEPIP != "" {
 		a := netip.MustParseAddr(n.VTEPIP)
 		if !r.vteps.Subnet.Contains(a) || !a.Is4() {
@@ -172,13 +169,20 @@ func (r *Registry) prepareNode(ctx context.Context, n *api.Node, old *api.Node) 
 			return guard{}, api.Conflict("vtep_ip", "%s is the VTEP of node %s", a, kv.Value)
 		}
 		n.VTEPMAC = r.vteps.MAC(a).String()
-		return guard{cmps: []store.Cmp{store.Absent(vtepKey(a))}, ops: []store.Op{store.Put(vtepKey(a), []byte(n.FQName))}}, nil
+		g = guard{cmps: []store.Cmp{store.Absent(vtepKey(a))}, ops: []store.Op{store.Put(vtepKey(a), []byte(n.FQName))}}
+	} else {
+		vg, a, err := r.claimVTEP(ctx, r.vteps, n.FQName)
+		if err != nil {
+			return guard{}, err
+		}
+		n.VTEPIP, n.VTEPMAC = a.String(), r.vteps.MAC(a).String()
+		g = vg
 	}
-	g, a, err := r.claimVTEP(ctx, r.vteps, n.FQName)
+	og, _, err := r.assignOverlays(ctx, n)
 	if err != nil {
 		return guard{}, err
 	}
-	n.VTEPIP, n.VTEPMAC = a.String(), r.vteps.MAC(a).String()
+	g.add(og)
 	return g, nil
 }
 
