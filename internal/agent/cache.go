@@ -86,6 +86,14 @@ func (c *cache) Network(ref string) *api.Network {
 	return c.cur.NetworkByRef(ref)
 }
 
+// Node finds a node by name, without copying the view (the attach path
+// uses it; nodes change with every heartbeat).
+func (c *cache) Node(name string) *api.Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cur.Nodes[name]
+}
+
 // Synced reports whether a full list has been loaded.
 func (c *cache) Synced() bool {
 	c.mu.Lock()

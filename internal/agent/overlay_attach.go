@@ -29,7 +29,7 @@ type overlayAttachment struct {
 
 // overlayHalves finds this node's Mesos halves of overlay network n.
 func (a *Agent) overlayHalves(n *api.Network) (overlayAttachment, error) {
-	self := a.cache.Snapshot().Nodes[a.cfg.NodeName]
+	self := a.cache.Node(a.cfg.NodeName)
 	if self == nil {
 		return overlayAttachment{}, fmt.Errorf("%w: node %s is not known to the controller yet", ErrNotReady, a.cfg.NodeName)
 	}
