@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"github.com/weft-sdn/weft/internal/kerneltest"
 	"io"
 	"log/slog"
 	"net"
@@ -28,6 +27,7 @@ import (
 	"github.com/weft-sdn/weft/internal/api/client"
 	"github.com/weft-sdn/weft/internal/controller"
 	"github.com/weft-sdn/weft/internal/dataplane"
+	"github.com/weft-sdn/weft/internal/kerneltest"
 	"github.com/weft-sdn/weft/internal/lab"
 	"github.com/weft-sdn/weft/internal/netns"
 	"github.com/weft-sdn/weft/internal/store"
@@ -37,21 +37,7 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
-	code := func() int {
-		dir, err := os.MkdirTemp("", "weft-e2e-bin-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		if err := kerneltest.BuildCommands(dir, "weft", "weft-cni"); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		binDir = dir
-		return m.Run()
-	}()
-	os.Exit(code)
+	os.Exit(kerneltest.RunWithCommands(m, "weft-e2e-bin-", &binDir, "weft", "weft-cni"))
 }
 
 const fabricAddr = "198.18.0.254"

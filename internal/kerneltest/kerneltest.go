@@ -35,3 +35,24 @@ func BuildCommands(dir string, names ...string) error {
 	}
 	return nil
 }
+
+// RunWithCommands is the body of a TestMain whose tests run the built
+// binaries: it builds the named commands of cmd/ (see BuildCommands) into
+// a new temporary directory named after pattern (as os.MkdirTemp), sets
+// *dir to that directory, runs the tests and removes the directory. It
+// returns the exit code for os.Exit: m.Run's, or 1 with the error on
+// stderr when the directory or a build fails.
+func RunWithCommands(m *testing.M, pattern string, dir *string, names ...string) int {
+	d, err := os.MkdirTemp("", pattern)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(d)
+	if err := BuildCommands(d, names...); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	*dir = d
+	return m.Run()
+}

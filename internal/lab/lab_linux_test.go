@@ -5,8 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
-	"github.com/weft-sdn/weft/internal/kerneltest"
 	"net"
 	"os"
 	"os/exec"
@@ -17,27 +15,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weft-sdn/weft/internal/kerneltest"
 	"github.com/weft-sdn/weft/internal/netns"
 )
 
 var binDir string
 
 func TestMain(m *testing.M) {
-	code := func() int {
-		dir, err := os.MkdirTemp("", "weft-lab-bin-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		if err := kerneltest.BuildCommands(dir, "weft", "weft-cni"); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		binDir = dir
-		return m.Run()
-	}()
-	os.Exit(code)
+	os.Exit(kerneltest.RunWithCommands(m, "weft-lab-bin-", &binDir, "weft", "weft-cni"))
 }
 
 func testPrefix() string {
