@@ -47,11 +47,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Controller, error)
 		if err != nil {
 			return nil, fmt.Errorf("start embedded etcd: %w", err)
 		}
-		c.kv, err = c.embedded.Client(ctx)
-		if err != nil {
-			c.embedded.Close()
-			return nil, fmt.Errorf("connect to embedded etcd: %w", err)
-		}
+		c.kv = c.embedded.LocalClient()
 		log.Info("embedded etcd started", "data_dir", cfg.DataDir, "endpoints", c.embedded.Endpoints())
 	}
 	c2, err := NewWithStore(ctx, cfg, c.kv, log)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
 )
 
 // Defaults for EmbedConfig.
@@ -185,6 +186,15 @@ func (e *Embedded) Endpoints() []string { return append([]string(nil), e.endpoin
 // Client dials a new client to the server. The caller closes it.
 func (e *Embedded) Client(ctx context.Context) (*Etcd, error) {
 	return DialEtcd(ctx, e.Endpoints(), embedDialTimeout)
+}
+
+// LocalClient returns a client that calls the server in this process
+// directly, without gRPC or a socket: what the controller uses, since a
+// request through the client URL costs the encoding, the HTTP/2 framing
+// and the loopback traffic on both sides. The caller closes it (before
+// Close).
+func (e *Embedded) LocalClient() *Etcd {
+	return NewEtcd(v3client.New(e.etcd.Server))
 }
 
 // Close stops the server and waits for it to exit. It is idempotent.

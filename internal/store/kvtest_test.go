@@ -89,6 +89,11 @@ func backends() []backend {
 			t.Cleanup(func() { _ = e.Close() })
 			return e
 		}},
+		{"etcd-local", func(t *testing.T) KV {
+			e := sharedEtcd(t).LocalClient()
+			t.Cleanup(func() { _ = e.Close() })
+			return e
+		}},
 	}
 }
 
