@@ -503,8 +503,8 @@ func TestEndpointChangesNeedNoSync(t *testing.T) {
 }
 
 // An attachment detached before the controller heard of it costs the
-// controller one write: its spare is released; no port is written or
-// deleted, and nothing is released by owner.
+// controller one request, a port sync releasing its spare: no port is
+// written or deleted.
 func TestShortLivedAttachmentSkipsThePort(t *testing.T) {
 	h := newHarness(t)
 	r := h.startAgent(agentOpts{spares: 2})
@@ -541,7 +541,7 @@ func TestShortLivedAttachmentSkipsThePort(t *testing.T) {
 			calls[k] = d
 		}
 	}
-	if want := map[string]int{"POST /v1/ipam/release": 1}; !maps.Equal(calls, want) {
+	if want := map[string]int{"POST /v1/nodes/node1/port-sync": 1}; !maps.Equal(calls, want) {
 		t.Errorf("controller calls for the release: %v, want %v (and spare refills)", calls, want)
 	}
 	if ps := h.ports(); len(ps) != 0 {

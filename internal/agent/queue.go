@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 )
@@ -56,15 +57,19 @@ func (q *workQueue) addLocked(key string) {
 	}
 }
 
-// get waits for a key; ok is false once ctx ends.
-func (q *workQueue) get(ctx context.Context) (key string, ok bool) {
+// getBatch waits for a key and returns it with up to max-1 more queued
+// ones; ok is false once ctx ends. Each key must be given to done.
+func (q *workQueue) getBatch(ctx context.Context, max int) (keys []string, ok bool) {
 	for {
 		q.mu.Lock()
 		if len(q.queue) > 0 {
-			key = q.queue[0]
-			q.queue = q.queue[1:]
-			delete(q.dirty, key)
-			q.processing[key] = true
+			n := min(max, len(q.queue))
+			keys = slices.Clone(q.queue[:n])
+			q.queue = q.queue[n:]
+			for _, key := range keys {
+				delete(q.dirty, key)
+				q.processing[key] = true
+			}
 			more := len(q.queue) > 0
 			q.mu.Unlock()
 			if more {
@@ -73,12 +78,12 @@ func (q *workQueue) get(ctx context.Context) (key string, ok bool) {
 				default:
 				}
 			}
-			return key, true
+			return keys, true
 		}
 		q.mu.Unlock()
 		select {
 		case <-ctx.Done():
-			return "", false
+			return nil, false
 		case <-q.wake:
 		}
 	}

@@ -32,25 +32,199 @@ func needsWork(e *Entry) bool {
 	return slices.ContainsFunc(e.IPs, func(ip JournalIP) bool { return ip.Owner != e.Owner })
 }
 
+// maxBatch bounds the journal keys a worker takes at once: their
+// controller work goes in one port sync request.
+const maxBatch = 64
+
 // workLoop finishes the controller side of journal entries until ctx ends.
 func (a *Agent) workLoop(ctx context.Context) {
 	for {
-		key, ok := a.queue.get(ctx)
+		keys, ok := a.queue.getBatch(ctx, maxBatch)
 		if !ok {
 			return
 		}
-		err := a.process(ctx, key)
-		if err != nil && ctx.Err() == nil {
-			n := a.queue.failureCount(key)
-			args := []any{"attempt", n + 1, "err", err}
-			if n == 0 {
-				a.log.Warn("controller update failed; will retry", args...)
-			} else {
-				a.log.Debug("controller update failed again; will retry", args...)
+		errs := a.processBatch(ctx, keys)
+		for _, key := range keys {
+			err := errs[key]
+			if err != nil && ctx.Err() == nil {
+				n := a.queue.failureCount(key)
+				args := []any{"attempt", n + 1, "err", err}
+				if n == 0 {
+					a.log.Warn("controller update failed; will retry", args...)
+				} else {
+					a.log.Debug("controller update failed again; will retry", args...)
+				}
+			}
+			a.queue.done(key, err != nil && ctx.Err() == nil)
+		}
+	}
+}
+
+// processBatch does the controller work of several entries: the common
+// cases (a new attachment's port and hand-over, a release) in one port
+// sync request, everything else and every item the controller refused
+// through process, one entry at a time. It returns the error of each key
+// that failed.
+func (a *Agent) processBatch(ctx context.Context, keys []string) map[string]error {
+	errs := map[string]error{}
+	var req api.PortSyncRequest
+	var attached, released, alone []*Entry
+	for _, key := range keys {
+		e, ok := a.journal.Get(key)
+		switch {
+		case !ok || e.External:
+		case e.State == StateReleasing:
+			if !e.DataplaneDetached {
+				if err := a.destroyInterface(ctx, e); err != nil {
+					errs[key] = fmt.Errorf("release %s: %w", e.describe(), err)
+					continue
+				}
+				a.syncAfterDestroy(e.NetworkUUID)
+				e.DataplaneDetached = true
+			}
+			req.Detach = append(req.Detach, a.detachItem(e))
+			released = append(released, e)
+		case !needsWork(e):
+		case a.isUnwritten(e.PortUUID) && handOverKnown(e):
+			// The port was never sent: it is created with the hand-over.
+			a.unwritten.Delete(e.PortUUID)
+			req.Attach = append(req.Attach, a.attachItem(e))
+			attached = append(attached, e)
+		default:
+			alone = append(alone, e)
+		}
+	}
+	if len(req.Attach)+len(req.Detach) > 0 {
+		cctx, cancel := context.WithTimeout(ctx, controllerCallTimeout)
+		resp, err := a.client.SyncPorts(cctx, a.cfg.NodeName, req)
+		cancel()
+		a.metrics.op("port_sync", err)
+		switch {
+		case err != nil && !errors.Is(err, api.ErrNotFound):
+			// The controller did not answer: the releases keep what they
+			// did to the data plane, and everything is retried.
+			for _, e := range released {
+				errs[e.Key()] = errors.Join(err, a.markDetached(e))
+			}
+			for _, e := range attached {
+				errs[e.Key()] = err
+			}
+		case err != nil:
+			// A controller without port sync (or that forgot the
+			// node): one entry at a time.
+			alone = append(alone, attached...)
+			alone = append(alone, released...)
+		default:
+			for i, e := range attached {
+				if ierr := resp.Attach[i].Err(); ierr != nil {
+					a.log.Debug("port sync refused an attachment; doing it alone", "container", e.ContainerID, "ifname", e.IfName, "err", ierr)
+					alone = append(alone, e)
+					continue
+				}
+				if err := a.portSynced(e); err != nil {
+					errs[e.Key()] = err
+				}
+			}
+			for i, e := range released {
+				if ierr := resp.Detach[i].Err(); ierr != nil {
+					a.log.Debug("port sync refused a release; doing it alone", "container", e.ContainerID, "ifname", e.IfName, "err", ierr)
+					alone = append(alone, e)
+					continue
+				}
+				if err := a.forgetReleased(e); err != nil {
+					errs[e.Key()] = err
+				}
 			}
 		}
-		a.queue.done(key, err != nil && ctx.Err() == nil)
 	}
+	for _, e := range alone {
+		if err := a.process(ctx, e.Key()); err != nil {
+			errs[e.Key()] = err
+		}
+	}
+	return errs
+}
+
+func (a *Agent) isUnwritten(portUUID string) bool {
+	_, ok := a.unwritten.Load(portUUID)
+	return ok
+}
+
+// handOverKnown reports whether every address of the entry is held by
+// its owner or by a known one it is handed over from (not one the audit
+// found missing).
+func handOverKnown(e *Entry) bool {
+	for _, ip := range e.IPs {
+		if _, err := netip.ParsePrefix(ip.Address); err != nil || ip.Owner == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// attachItem is the port sync item of a new attachment: its port, and
+// the hand-over of the spares it took.
+func (a *Agent) attachItem(e *Entry) api.PortAttach {
+	it := api.PortAttach{Port: a.portObject(e), Owner: e.Owner}
+	for _, ip := range e.IPs {
+		if ip.Owner == e.Owner {
+			continue
+		}
+		p, _ := netip.ParsePrefix(ip.Address)
+		it.HandOver = append(it.HandOver, api.HandOver{IP: p.Addr().String(), FromOwner: ip.Owner})
+	}
+	return it
+}
+
+// detachItem is the port sync item of a release: the port (unless it was
+// never sent) and the addresses, held by the container's owner or, for a
+// spare never handed over, by the spare owner. Overlay addresses are the
+// node's own, not the controller's.
+func (a *Agent) detachItem(e *Entry) api.PortDetach {
+	d := api.PortDetach{Network: e.NetworkUUID, Owner: e.Owner}
+	if !a.isUnwritten(e.PortUUID) {
+		d.Port = e.PortUUID
+	}
+	if e.Bridge != "" {
+		return d
+	}
+	for _, ip := range e.IPs {
+		if p, err := netip.ParsePrefix(ip.Address); err == nil {
+			d.IPs = append(d.IPs, api.ReleaseIP{IP: p.Addr().String(), Owner: ip.Owner})
+		}
+	}
+	return d
+}
+
+// portSynced journals that the controller holds the entry's port and
+// addresses.
+func (a *Agent) portSynced(e *Entry) error {
+	return a.update(e.Key(), e.PortUUID, func(cur *Entry) bool {
+		changed := false
+		for i := range cur.IPs {
+			if cur.IPs[i].Owner != cur.Owner {
+				cur.IPs[i].Owner = cur.Owner
+				changed = true
+			}
+		}
+		if !cur.PortSynced && cur.State == StateAttached {
+			cur.PortSynced = true
+			changed = true
+		}
+		return changed
+	})
+}
+
+// markDetached journals that a releasing entry's interface is destroyed,
+// when its release cannot finish now.
+func (a *Agent) markDetached(e *Entry) error {
+	return a.update(e.Key(), e.PortUUID, func(cur *Entry) bool {
+		if cur.DataplaneDetached || cur.State != StateReleasing {
+			return false
+		}
+		cur.DataplaneDetached = true
+		return true
+	})
 }
 
 // process does the pending controller work of one entry.
@@ -330,13 +504,7 @@ func (a *Agent) finishRelease(ctx context.Context, e *Entry) error {
 	// Journalled only when the release cannot finish now: destroying an
 	// interface again is harmless, and most releases end with the entry
 	// deleted a moment later.
-	return errors.Join(err, a.update(e.Key(), e.PortUUID, func(cur *Entry) bool {
-		if cur.DataplaneDetached || cur.State != StateReleasing {
-			return false
-		}
-		cur.DataplaneDetached = true
-		return true
-	}))
+	return errors.Join(err, a.markDetached(e))
 }
 
 // releaseAtController has the controller forget the port of a releasing
@@ -354,48 +522,45 @@ func (a *Agent) releaseAtController(ctx context.Context, e *Entry) error {
 			return fmt.Errorf("release %s: delete port %s: %w", e.describe(), e.PortUUID, err)
 		}
 	}
-	// Spares the attach took but never handed over are released one by
-	// one (they are still the spare owner's); the rest by owner, unless
-	// nothing can be the owner's (every address was still a spare, and
-	// the controller agreed).
-	byOwner := false
-	for _, ip := range e.IPs {
-		if ip.Owner == e.Owner || ip.Owner == "" {
-			// "" is an address the audit found missing: if it was taken
-			// back, it is the container's owner's; if not, it is not ours
-			// to release.
-			byOwner = true
-			continue
-		}
-		p, err := netip.ParsePrefix(ip.Address)
-		if err != nil {
-			byOwner = true
-			continue
-		}
-		_, err = a.client.Release(cctx, api.ReleaseRequest{Network: e.NetworkUUID, IP: p.Addr().String(), Owner: ip.Owner})
-		a.metrics.op("release", err)
-		if errors.Is(err, api.ErrConflict) {
-			// Held by another owner: maybe handed over to the container
-			// after all (by an agent that died before journalling it).
-			byOwner = true
-			continue
-		}
-		if err != nil && !errors.Is(err, api.ErrNotFound) {
-			return fmt.Errorf("release %s: release %s: %w", e.describe(), p.Addr(), err)
-		}
-	}
-	if byOwner {
-		_, err := a.client.Release(cctx, api.ReleaseRequest{Network: e.NetworkUUID, Owner: e.Owner})
-		a.metrics.op("release", err)
-		if err != nil && !errors.Is(err, api.ErrNotFound) {
-			if errors.Is(err, api.ErrInvalid) {
+	// Each address goes from whoever of the two may hold it: a spare the
+	// attach took but never handed over is still the spare owner's, unless
+	// it was handed over by an agent that died before journalling it. ""
+	// is an address the audit found missing: if it was taken back, it is
+	// the container's owner's; if not, it is not ours to release.
+	if e.Bridge == "" {
+		for _, ip := range e.IPs {
+			p, err := netip.ParsePrefix(ip.Address)
+			if err != nil {
+				continue
+			}
+			owners := []string{e.Owner}
+			if ip.Owner != "" && ip.Owner != e.Owner {
+				owners = []string{ip.Owner, e.Owner}
+			}
+			for _, owner := range owners {
+				_, err = a.client.Release(cctx, api.ReleaseRequest{Network: e.NetworkUUID, IP: p.Addr().String(), Owner: owner})
+				a.metrics.op("release", err)
+				if !errors.Is(err, api.ErrConflict) {
+					break
+				}
+			}
+			switch {
+			case err == nil, errors.Is(err, api.ErrNotFound), errors.Is(err, api.ErrConflict):
+				// Released, not reserved, or not ours.
+			case errors.Is(err, api.ErrInvalid):
 				// The network is gone: so are its reservations.
 				a.log.Warn("network of a released attachment no longer exists", "container", e.ContainerID, "ifname", e.IfName, "network", e.NetworkFQName, "err", err)
-			} else {
-				return fmt.Errorf("release %s: release addresses of %s: %w", e.describe(), e.Owner, err)
+			default:
+				return fmt.Errorf("release %s: release %s: %w", e.describe(), p.Addr(), err)
 			}
 		}
 	}
+	return a.forgetReleased(e)
+}
+
+// forgetReleased deletes the journal entry of an attachment whose
+// release the controller finished.
+func (a *Agent) forgetReleased(e *Entry) error {
 	unlock := a.keys.Lock(e.Key())
 	defer unlock()
 	if cur, ok := a.journal.Get(e.Key()); !ok || cur.PortUUID != e.PortUUID || cur.State != StateReleasing {

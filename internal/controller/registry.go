@@ -50,6 +50,8 @@ type addressManager interface {
 	LeaseBlock(ctx context.Context, n ipam.Network, node, family string) (api.Block, error)
 	ReleaseBlock(ctx context.Context, n ipam.Network, cidr, node string) error
 	Assign(ctx context.Context, n ipam.Network, req api.AssignRequest) (api.IPReservation, error)
+	PrepareAssign(ctx context.Context, get ipam.Getter, n ipam.Network, req api.AssignRequest) (ipam.Write, api.IPReservation, error)
+	PrepareRelease(ctx context.Context, get ipam.Getter, n ipam.Network, ip string, owners ...string) (ipam.Write, api.IPReservation, error)
 	InUse(ctx context.Context, netUUID string) (int, error)
 	ForgetNetwork(ctx context.Context, netUUID string) error
 	PruneQuarantine(ctx context.Context, netUUID string) (int, error)
@@ -214,40 +216,15 @@ func (r *Registry) refGuard(ctx context.Context, k api.Kind, ref, field string) 
 
 // Create stores a new object. obj must have passed api.Validate.
 func (r *Registry) Create(ctx context.Context, obj api.Object) (api.Object, error) {
+	if err := r.newMeta(obj); err != nil {
+		return nil, err
+	}
 	m := obj.GetMeta()
-	if m.Kind.IPAMOwned() {
-		return nil, api.Invalid("kind", "%s objects are made through /v1/ipam", kindTitle(m.Kind))
-	}
-	if m.UUID == "" {
-		m.UUID = uuid.NewString()
-	} else if !api.IsUUID(m.UUID) {
-		return nil, api.Invalid("uuid", "%q is not a uuid", m.UUID)
-	} else {
-		m.UUID = strings.ToLower(m.UUID)
-	}
-	m.ResourceVersion = 0
-	m.CreatedAt = r.now().UTC()
-	m.UpdatedAt = m.CreatedAt
 	for range txnRetries {
-		var g guard
-		if pk := api.ParentKind(m.Kind); pk != "" {
-			_, pg, err := r.refGuard(ctx, pk, m.Parent, "parent")
-			if err != nil {
-				return nil, err
-			}
-			g.add(pg)
-		}
-		kg, err := r.prepare(ctx, obj, nil)
+		cmps, ops, err := r.createWrite(ctx, obj)
 		if err != nil {
 			return nil, err
 		}
-		g.add(kg)
-		val, err := encode(obj)
-		if err != nil {
-			return nil, err
-		}
-		cmps := append(g.cmps, store.Absent(objKey(m.Kind, m.UUID)), store.Absent(fqKey(m.Kind, m.FQName)))
-		ops := append(g.ops, store.Put(objKey(m.Kind, m.UUID), val), store.Put(fqKey(m.Kind, m.FQName), []byte(m.UUID)))
 		rev, err := r.kv.Txn(ctx, cmps, ops)
 		if err == nil {
 			m.ResourceVersion = rev
@@ -257,15 +234,71 @@ func (r *Registry) Create(ctx context.Context, obj api.Object) (api.Object, erro
 		if !errors.Is(err, store.ErrConflict) {
 			return nil, fmt.Errorf("create %s %q: %w", m.Kind, m.FQName, err)
 		}
-		if _, err := r.kv.Get(ctx, fqKey(m.Kind, m.FQName)); err == nil {
-			return nil, api.Conflict("fq_name", "%s %q already exists", kindTitle(m.Kind), m.FQName)
-		}
-		if _, err := r.kv.Get(ctx, objKey(m.Kind, m.UUID)); err == nil {
-			return nil, api.Conflict("uuid", "%s %s already exists", kindTitle(m.Kind), m.UUID)
+		if err := r.createConflict(ctx, m); err != nil {
+			return nil, err
 		}
 		// A referenced object or the VNI map changed under us: try again.
 	}
 	return nil, api.Conflict("", "create %s %q: too much contention, try again", kindTitle(m.Kind), m.FQName)
+}
+
+// newMeta fills the identity and times of an object about to be created.
+func (r *Registry) newMeta(obj api.Object) error {
+	m := obj.GetMeta()
+	if m.Kind.IPAMOwned() {
+		return api.Invalid("kind", "%s objects are made through /v1/ipam", kindTitle(m.Kind))
+	}
+	if m.UUID == "" {
+		m.UUID = uuid.NewString()
+	} else if !api.IsUUID(m.UUID) {
+		return api.Invalid("uuid", "%q is not a uuid", m.UUID)
+	} else {
+		m.UUID = strings.ToLower(m.UUID)
+	}
+	m.ResourceVersion = 0
+	m.CreatedAt = r.now().UTC()
+	m.UpdatedAt = m.CreatedAt
+	return nil
+}
+
+// createWrite prepares the transaction that creates obj (after newMeta):
+// the guards of its references, and the puts of the object and of its
+// fq_name index on the condition that neither exists.
+func (r *Registry) createWrite(ctx context.Context, obj api.Object) ([]store.Cmp, []store.Op, error) {
+	m := obj.GetMeta()
+	var g guard
+	if pk := api.ParentKind(m.Kind); pk != "" {
+		_, pg, err := r.refGuard(ctx, pk, m.Parent, "parent")
+		if err != nil {
+			return nil, nil, err
+		}
+		g.add(pg)
+	}
+	kg, err := r.prepare(ctx, obj, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	g.add(kg)
+	val, err := encode(obj)
+	if err != nil {
+		return nil, nil, err
+	}
+	cmps := append(g.cmps, store.Absent(objKey(m.Kind, m.UUID)), store.Absent(fqKey(m.Kind, m.FQName)))
+	ops := append(g.ops, store.Put(objKey(m.Kind, m.UUID), val), store.Put(fqKey(m.Kind, m.FQName), []byte(m.UUID)))
+	return cmps, ops, nil
+}
+
+// createConflict explains a failed create transaction: the name or uuid
+// is taken (an error), or something it referred to changed (nil: try
+// again).
+func (r *Registry) createConflict(ctx context.Context, m *api.Meta) error {
+	if _, err := r.kv.Get(ctx, fqKey(m.Kind, m.FQName)); err == nil {
+		return api.Conflict("fq_name", "%s %q already exists", kindTitle(m.Kind), m.FQName)
+	}
+	if _, err := r.kv.Get(ctx, objKey(m.Kind, m.UUID)); err == nil {
+		return api.Conflict("uuid", "%s %s already exists", kindTitle(m.Kind), m.UUID)
+	}
+	return nil
 }
 
 // prepare runs the kind-specific checks of a create (old == nil) or an

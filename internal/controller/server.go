@@ -105,6 +105,7 @@ func (s *Server) routes() {
 	h("POST /v1/nodes/register", s.handleRegisterNode)
 	h("POST /v1/nodes/{name}/heartbeat", s.handleHeartbeat)
 	h("POST /v1/nodes/{name}/overlay-status", s.handleOverlayStatus)
+	h("POST /v1/nodes/{name}/port-sync", s.handlePortSync)
 	h("GET /v1/overlays", s.handleOverlayUsage)
 	h("GET /overlay-master/state", s.handleOverlayState)
 	h("POST /overlay-master/agents/delete", s.handleDeleteAgents)
@@ -510,6 +511,24 @@ func (s *Server) handleAssign(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+// handlePortSync does a node agent's batch of port work (see
+// api.PortSyncRequest); every item has its own result.
+func (s *Server) handlePortSync(w http.ResponseWriter, r *http.Request) error {
+	var req api.PortSyncRequest
+	if err := s.decode(r, &req); err != nil {
+		return err
+	}
+	resp, err := s.reg.SyncPorts(r.Context(), r.PathValue("name"), req)
+	if err != nil {
+		return err
+	}
+	for _, d := range resp.Detach {
+		s.metrics.releases.Add(float64(len(d.Released)))
+	}
+	writeJSON(w, http.StatusOK, resp)
 	return nil
 }
 

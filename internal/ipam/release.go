@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"time"
 
 	"github.com/weft-sdn/weft/internal/api"
 	"github.com/weft-sdn/weft/internal/store"
@@ -155,30 +154,15 @@ func (m *IPAM) releaseMatching(ctx context.Context, n *Network, req api.ReleaseR
 // in one transaction conditioned on kv being unchanged. A failed condition
 // is returned wrapping store.ErrConflict.
 func (m *IPAM) releaseOne(ctx context.Context, netUUID string, a netip.Addr, kv store.KeyValue, owner string) error {
-	ops := []store.Op{store.Delete(kv.Key)}
-	qkey := quarantineKey(netUUID, a)
-	var qval []byte
-	var until time.Time
-	if m.cfg.Quarantine > 0 {
-		until = m.now().Add(m.cfg.Quarantine)
-		var err error
-		if qval, err = json.Marshal(quarantineRecord{Until: until, Owner: owner}); err != nil {
-			return fmt.Errorf("encode quarantine record: %w", err)
-		}
-		ops = append(ops, store.Put(qkey, qval))
-	}
-	rev, err := m.kv.Txn(ctx, []store.Cmp{store.Unchanged(kv)}, ops)
+	w, err := m.releaseWrite(netUUID, a, kv, owner)
 	if err != nil {
 		return err
 	}
-	if c := m.cacheIfAny(netUUID); c != nil {
-		c.mu.Lock()
-		delete(c.taken, a)
-		if qval != nil {
-			c.quar[a] = quarEntry{kv: store.KeyValue{Key: qkey, Value: qval, CreateRevision: rev, ModRevision: rev}, until: until}
-		}
-		c.mu.Unlock()
+	rev, err := m.kv.Txn(ctx, w.Cmps, w.Ops)
+	if err != nil {
+		return err
 	}
+	w.Committed(rev)
 	return nil
 }
 

@@ -134,3 +134,17 @@ func (c *Client) ReportOverlayStatus(ctx context.Context, name string, rep api.O
 	err := c.do(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(name)+"/overlay-status", nil, rep, &out)
 	return out, err
 }
+
+// SyncPorts sends a batch of the node's port work through POST
+// /v1/nodes/{name}/port-sync; each item has its own result.
+func (c *Client) SyncPorts(ctx context.Context, name string, req api.PortSyncRequest) (api.PortSyncResponse, error) {
+	var out api.PortSyncResponse
+	if name == "" {
+		return out, fmt.Errorf("port sync: empty node name")
+	}
+	err := c.do(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(name)+"/port-sync", nil, req, &out)
+	if err == nil && (len(out.Attach) != len(req.Attach) || len(out.Detach) != len(req.Detach)) {
+		err = fmt.Errorf("port sync: %d and %d results for %d and %d items", len(out.Attach), len(out.Detach), len(req.Attach), len(req.Detach))
+	}
+	return out, err
+}
