@@ -452,7 +452,16 @@ func (j *Journal) Len() int {
 
 // Put writes the entry durably, replacing any entry with its key. The
 // entry is in the journal only once Put returns nil.
-func (j *Journal) Put(e *Entry) error {
+func (j *Journal) Put(e *Entry) error { return j.put(e, true) }
+
+// PutUnsynced writes the entry like Put but does not wait for it to be
+// durable: the next durable write makes it so, and a crash before that
+// may lose it. It is for what the agent may lose and redo: the
+// controller's acknowledgements, which a restarted agent asks for again
+// (idempotently).
+func (j *Journal) PutUnsynced(e *Entry) error { return j.put(e, false) }
+
+func (j *Journal) put(e *Entry, durable bool) error {
 	e = e.clone()
 	e.UpdatedAt = time.Now().UTC()
 	if e.CreatedAt.IsZero() {
@@ -463,7 +472,7 @@ func (j *Journal) Put(e *Entry) error {
 		return fmt.Errorf("%w: encode entry: %w", ErrJournal, err)
 	}
 	key := e.Key()
-	if err := j.commit(key, line, true); err != nil {
+	if err := j.commit(key, line, true, durable); err != nil {
 		return fmt.Errorf("%w: write entry of %s: %w", ErrJournal, e.describe(), err)
 	}
 	j.mu.Lock()
@@ -474,7 +483,14 @@ func (j *Journal) Put(e *Entry) error {
 
 // Delete removes the entry with the key, durably. A missing entry is not
 // an error.
-func (j *Journal) Delete(key string) error {
+func (j *Journal) Delete(key string) error { return j.del(key, true) }
+
+// DeleteUnsynced removes the entry like Delete but does not wait for the
+// removal to be durable (see PutUnsynced): a crash may bring the entry
+// back.
+func (j *Journal) DeleteUnsynced(key string) error { return j.del(key, false) }
+
+func (j *Journal) del(key string, durable bool) error {
 	j.mu.Lock()
 	_, ok := j.entries[key]
 	j.mu.Unlock()
@@ -485,7 +501,7 @@ func (j *Journal) Delete(key string) error {
 	if err != nil {
 		return fmt.Errorf("%w: encode delete: %w", ErrJournal, err)
 	}
-	if err := j.commit(key, line, false); err != nil {
+	if err := j.commit(key, line, false, durable); err != nil {
 		return fmt.Errorf("%w: delete entry: %w", ErrJournal, err)
 	}
 	j.mu.Lock()
@@ -495,8 +511,8 @@ func (j *Journal) Delete(key string) error {
 }
 
 // commit appends a record (a put of key when put is set, else its delete)
-// and waits until it is durable.
-func (j *Journal) commit(key string, line []byte, put bool) error {
+// and, when durable is set, waits until it is durable.
+func (j *Journal) commit(key string, line []byte, put, durable bool) error {
 	j.wmu.Lock()
 	if j.f == nil {
 		j.wmu.Unlock()
@@ -521,6 +537,9 @@ func (j *Journal) commit(key string, line []byte, put bool) error {
 	j.written++
 	seq := j.written
 	j.wmu.Unlock()
+	if !durable {
+		return nil
+	}
 	return j.sync(seq)
 }
 

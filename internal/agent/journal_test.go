@@ -251,3 +251,67 @@ func TestJournalConcurrentAndCompacted(t *testing.T) {
 		}
 	}
 }
+
+// Unsynced writes are in the journal at once, are read back by a journal
+// opened after a clean close, and are ordered with durable ones: a
+// durable write after them makes them durable too (one file, appended in
+// order, one fdatasync).
+func TestJournalUnsynced(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ports")
+	j, err := OpenJournal(dir, testLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &Entry{ContainerID: "a", IfName: "eth0", State: StateAttached, Owner: "a/eth0"}
+	b := &Entry{ContainerID: "b", IfName: "eth0", State: StateReleasing, Owner: "b/eth0"}
+	for _, e := range []*Entry{a, b} {
+		if err := j.Put(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	synced := func() uint64 {
+		j.smu.Lock()
+		defer j.smu.Unlock()
+		return j.synced
+	}
+	before := synced()
+	a.PortSynced = true
+	if err := j.PutUnsynced(a); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.DeleteUnsynced(b.Key()); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := j.Get(a.Key()); !ok || !got.PortSynced {
+		t.Fatalf("unsynced put not visible: %+v", got)
+	}
+	if _, ok := j.Get(b.Key()); ok {
+		t.Fatal("unsynced delete not visible")
+	}
+	if got := synced(); got != before {
+		t.Fatalf("unsynced writes synced the log (%d -> %d)", before, got)
+	}
+	c := &Entry{ContainerID: "c", IfName: "eth0", State: StateAttached, Owner: "c/eth0"}
+	if err := j.Put(c); err != nil {
+		t.Fatal(err)
+	}
+	if got := synced(); got != before+3 {
+		t.Fatalf("the durable write synced up to %d, want %d (the two unsynced writes and itself)", got, before+3)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	j2, err := OpenJournal(dir, testLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j2.Close()
+	var keys []string
+	for _, e := range j2.Entries() {
+		keys = append(keys, e.ContainerID+fmt.Sprint(e.PortSynced))
+	}
+	slices.Sort(keys)
+	if want := []string{"atrue", "cfalse"}; !slices.Equal(keys, want) {
+		t.Fatalf("reloaded %v, want %v", keys, want)
+	}
+}

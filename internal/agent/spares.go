@@ -266,8 +266,9 @@ func (a *Agent) spareLoop(ctx context.Context) {
 	}
 }
 
-// fillSpares reserves spares until every wanted pool holds Spares
-// addresses. A network that is out of addresses is not an error.
+// fillSpares tops up every wanted pool that has fallen to half of
+// Spares or below (or is empty) back to Spares addresses, each in one
+// controller request. A network that is out of addresses is not an error.
 func (a *Agent) fillSpares(ctx context.Context) error {
 	if a.cfg.Spares == 0 {
 		return nil
@@ -285,26 +286,26 @@ func (a *Agent) fillSpares(ctx context.Context) error {
 			continue
 		}
 		for _, fam := range networkFamilies(n) {
-			for range a.cfg.Spares * 2 { // bounded, whatever the controller answers
-				if a.spares.size(n.UUID, fam) >= a.cfg.Spares || ctx.Err() != nil {
-					break
+			have := a.spares.size(n.UUID, fam)
+			if have > a.cfg.Spares/2 || ctx.Err() != nil {
+				continue
+			}
+			count := min(a.cfg.Spares-have, api.MaxAllocateCount)
+			res, err := a.client.Allocate(ctx, api.AllocateRequest{Network: n.UUID, Owner: a.spareOwner, Family: fam, Node: a.cfg.NodeName, Count: count})
+			a.metrics.op("spare", err)
+			if errors.Is(err, api.ErrExhausted) {
+				a.log.Debug("network has no address left for spares", "network", n.FQName, "family", fam)
+				continue
+			}
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
 				}
-				res, err := a.client.Allocate(ctx, api.AllocateRequest{Network: n.UUID, Owner: a.spareOwner, Family: fam, Node: a.cfg.NodeName})
-				a.metrics.op("spare", err)
-				if errors.Is(err, api.ErrExhausted) {
-					a.log.Debug("network has no address left for spares", "network", n.FQName, "family", fam)
-					break
-				}
-				if err != nil {
-					if ctx.Err() != nil {
-						return nil
-					}
-					return fmt.Errorf("reserve a spare %s address in %s: %w", fam, n.FQName, err)
-				}
-				for _, r := range res.Reservations {
-					if addr, err := netip.ParseAddr(r.Address); err == nil {
-						a.spares.put(n.UUID, addr)
-					}
+				return fmt.Errorf("reserve %d spare %s addresses in %s: %w", count, fam, n.FQName, err)
+			}
+			for _, r := range res.Reservations {
+				if addr, err := netip.ParseAddr(r.Address); err == nil {
+					a.spares.put(n.UUID, addr)
 				}
 			}
 		}

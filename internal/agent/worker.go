@@ -279,6 +279,9 @@ func (a *Agent) process(ctx context.Context, key string) error {
 
 // update re-reads the entry under its lock and applies fn to it when it is
 // still the same attachment (same port); fn says whether it changed it.
+// What update records (the controller's acknowledgements, the audit's
+// findings, an interface destroyed) is redone harmlessly when a crash
+// loses it, so it does not wait for the write to be durable.
 func (a *Agent) update(key, portUUID string, fn func(e *Entry) bool) error {
 	unlock := a.keys.Lock(key)
 	defer unlock()
@@ -289,7 +292,7 @@ func (a *Agent) update(key, portUUID string, fn func(e *Entry) bool) error {
 	if !fn(e) {
 		return nil
 	}
-	return a.journal.Put(e)
+	return a.journal.PutUnsynced(e)
 }
 
 // handOver assigns a spare the attach took to the container's owner; the
@@ -566,7 +569,9 @@ func (a *Agent) forgetReleased(e *Entry) error {
 	if cur, ok := a.journal.Get(e.Key()); !ok || cur.PortUUID != e.PortUUID || cur.State != StateReleasing {
 		return nil
 	}
-	if err := a.journal.Delete(e.Key()); err != nil {
+	// Lost in a crash, the entry would be released again: the port is
+	// gone, and addresses held by others by then are left alone.
+	if err := a.journal.DeleteUnsynced(e.Key()); err != nil {
 		return err
 	}
 	a.unwritten.Delete(e.PortUUID)

@@ -169,20 +169,29 @@ func (m *IPAM) Allocate(ctx context.Context, n Network, req api.AllocateRequest)
 		}
 	}
 
+	switch {
+	case req.Count < 0 || req.Count > api.MaxAllocateCount:
+		return nil, api.Invalid("count", "%d is out of range (1-%d)", req.Count, api.MaxAllocateCount)
+	case req.Count > 1 && ip.IsValid():
+		return nil, api.Invalid("count", "an explicit address is one address; count is for automatic allocation")
+	}
+
 	c := m.cache(n.UUID)
 	var done []made
 	for _, fam := range fams {
-		var mk made
+		var mks []made
 		var err error
 		if ip.IsValid() && fam == ipSub.family {
+			var mk made
 			mk, err = m.allocExplicit(ctx, c, n, ipSub, ip, req)
+			mks = []made{mk}
 		} else {
-			mk, err = m.allocAuto(ctx, c, n, ofFamily(subs, fam), fam, req)
+			mks, err = m.allocAutoMany(ctx, c, n, ofFamily(subs, fam), fam, req, max(req.Count, 1))
 		}
+		done = append(done, mks...)
 		if err != nil {
 			return nil, errors.Join(err, m.rollback(ctx, c, done))
 		}
-		done = append(done, mk)
 	}
 	out := make([]api.IPReservation, len(done))
 	for i, mk := range done {
