@@ -98,3 +98,63 @@ func FuzzParseAddr(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodePortSync decodes arbitrary port sync bodies and validates the
+// port of every attach item, as the controller does, as sent and as the
+// controller completes it (kind port): it must never panic, a refusal
+// must be an invalid-input *Error, and a valid port must validate again
+// unchanged.
+func FuzzDecodePortSync(f *testing.F) {
+	seeds := []string{
+		`{"attach":[{"port":{"uuid":"00000000-0000-4000-8000-000000000001","name":"c1-eth0","parent":"default-domain:default-project","network":"default-domain:default-project:blue","node":"node1","container_id":"c1","interface":"eth0","mac":"02:42:ac:11:00:02","ips":[{"address":"10.0.0.5","subnet":"10.0.0.0/24","gateway":"10.0.0.1"}],"security_groups":["default-domain:default-project:sg"]},"owner":"c1/eth0","hand_over":[{"ip":"10.0.0.5","from_owner":"spare:node1"}]}],"detach":[{"network":"blue","port":"00000000-0000-4000-8000-000000000002","owner":"c0/eth0","ips":[{"ip":"10.0.0.6"},{"ip":"10.0.0.7","owner":"spare:node1"}]}]}`,
+		`{"attach":[{"port":{"kind":"port","fq_name":"default-domain:default-project:p","network":"blue"},"owner":"o"}]}`,
+		`{"attach":[{"port":null,"owner":"o"},{"port":{},"owner":""}]}`,
+		`{"attach":[{"port":{"kind":"network","name":"a:b","fq_name":"x","network":""}}]}`,
+		`{"attach":[{"port":{"name":"p","network":"n","mac":"zz","interface":"0123456789abcdefg","ips":[{"address":"::ffff:10.0.0.1","subnet":"x","gateway":"y"}]}}]}`,
+		`{"attach":[{"port":{"name":"p","network":"n","labels":{"":"x"}}}]}`,
+		`{"detach":[{"network":"","owner":"","ips":[{"ip":""}]}]}`,
+		`{"attach":{}}`, `{"attach":[`, `{"colour":1}`, `[]`, `null`, `{} {}`, ``,
+		// Found by this target: NormalizeNames accepts a parent with empty
+		// segments and builds fq_name "::p", which Validate then refuses.
+		`{"attach":[{"port":{"name":"p","parent":":","network":"blue"},"owner":"o"}]}`,
+	}
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var req PortSyncRequest
+		if err := DecodeStrict(body, &req); err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("refusal is not an invalid-input *Error: %T %v", err, err)
+			}
+			return
+		}
+		for i, a := range req.Attach {
+			if a.Port == nil {
+				continue
+			}
+			asKind := *a.Port
+			asKind.Kind = KindPort
+			for _, p := range []*Port{a.Port, &asKind} {
+				err := Validate(p)
+				if err != nil {
+					var ae *Error
+					if !errors.As(err, &ae) || !errors.Is(err, ErrInvalid) {
+						t.Fatalf("attach[%d]: refusal is not an invalid-input *Error: %T %v", i, err, err)
+					}
+					continue
+				}
+				b, err := json.Marshal(p)
+				if err != nil {
+					t.Fatalf("attach[%d]: marshal valid port: %v", i, err)
+				}
+				if err := Validate(p); err != nil {
+					t.Fatalf("attach[%d]: valid port no longer validates: %v\n%s", i, err, b)
+				}
+				if b2, _ := json.Marshal(p); string(b) != string(b2) {
+					t.Fatalf("attach[%d]: validation not idempotent:\n%s\n%s", i, b, b2)
+				}
+			}
+		}
+	})
+}

@@ -216,8 +216,14 @@ func NormalizeNames(m *Meta) error {
 	if m.Parent == "" {
 		return Invalid("parent", "is required for a %s (%s)", m.Kind, fqShape(m.Kind))
 	}
-	if n := len(strings.Split(m.Parent, ":")); n != depth-1 {
-		return Invalid("parent", "%q has %d parts; the parent of a %s has %d (%s)", m.Parent, n, m.Kind, depth-1, fqShape(m.Kind))
+	parts := strings.Split(m.Parent, ":")
+	if len(parts) != depth-1 {
+		return Invalid("parent", "%q has %d parts; the parent of a %s has %d (%s)", m.Parent, len(parts), m.Kind, depth-1, fqShape(m.Kind))
+	}
+	for i, p := range parts {
+		if err := ValidName(p); err != nil {
+			return Invalid("parent", "part %d %v", i+1, err)
+		}
 	}
 	m.FQName = m.Parent + ":" + m.Name
 	return nil

@@ -102,6 +102,8 @@ func (r *Registry) SyncPorts(ctx context.Context, node string, req api.PortSyncR
 			resp.Detach[i] = syncResult(it.field, api.Invalid("network", "is required (uuid or fq_name of a network)"))
 		case d.Owner == "":
 			resp.Detach[i] = syncResult(it.field, api.Invalid("owner", "is required"))
+		case len(d.IPs) > maxItemAddresses:
+			resp.Detach[i] = syncResult(it.field, api.Invalid("ips", "%d addresses; an attachment has at most %d", len(d.IPs), maxItemAddresses))
 		default:
 			items = append(items, it)
 		}
@@ -136,6 +138,9 @@ func checkAttach(node string, a api.PortAttach) error {
 		return api.Invalid("port.node", "port is on node %q, not %q", p.Node, node)
 	}
 	p.Kind = api.KindPort
+	if len(a.HandOver) > maxItemAddresses {
+		return api.Invalid("hand_over", "%d addresses; an attachment has at most %d", len(a.HandOver), maxItemAddresses)
+	}
 	for j, h := range a.HandOver {
 		if h.IP == "" || h.FromOwner == "" {
 			return api.Invalid(fmt.Sprintf("hand_over[%d]", j), "needs ip and from_owner")
@@ -147,6 +152,10 @@ func checkAttach(node string, a api.PortAttach) error {
 // maxTxnOps bounds the conditions and the writes of one transaction:
 // etcd's default --max-txn-ops.
 const maxTxnOps = 128
+
+// maxItemAddresses bounds the addresses of one item (as the agent bounds
+// those of one attachment), so that any item fits a transaction.
+const maxItemAddresses = 16
 
 // txnChunk is the items joined in one transaction.
 type txnChunk struct {
@@ -308,13 +317,18 @@ func (r *Registry) prepareAttach(ctx context.Context, a api.PortAttach, it *sync
 	if err != nil {
 		return within("port", err)
 	}
+	seen := map[string]bool{}
 	for j, h := range a.HandOver {
-		w, _, err := r.ipam.PrepareAssign(ctx, r.kv.Get, n, api.AssignRequest{
+		w, res, err := r.ipam.PrepareAssign(ctx, r.kv.Get, n, api.AssignRequest{
 			Network: n.UUID, IP: h.IP, FromOwner: h.FromOwner, Owner: a.Owner, Port: a.Port.UUID,
 		})
 		if err != nil {
 			return within(fmt.Sprintf("hand_over[%d]", j), err)
 		}
+		if seen[res.Address] {
+			return api.Invalid(fmt.Sprintf("hand_over[%d].ip", j), "address %s is handed over twice", res.Address)
+		}
+		seen[res.Address] = true
 		it.add(w)
 	}
 	return nil
@@ -355,6 +369,8 @@ func (r *Registry) prepareDetach(ctx context.Context, node string, d api.PortDet
 			continue
 		case err != nil:
 			return within(fmt.Sprintf("ips[%d]", j), err)
+		case slices.Contains(it.released, res.Address):
+			continue // named twice: released once
 		}
 		it.add(w)
 		it.released = append(it.released, res.Address)

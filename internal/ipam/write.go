@@ -59,7 +59,9 @@ func (m *IPAM) address(n Network, field, s string) (netip.Addr, error) {
 // PrepareAssign prepares the hand-over Assign makes: the reservation of
 // req.IP in n goes from req.FromOwner to req.Owner, and gets req.Port (and
 // req.Labels when given), on the condition that it is unchanged since
-// read. A reservation the new owner already holds gives an empty Write.
+// read. A reservation the new owner already holds gives an empty Write
+// (or only records req.Port when it has none); one it holds for another
+// port is a conflict.
 // The reservation returned is the one written (or held).
 func (m *IPAM) PrepareAssign(ctx context.Context, get Getter, n Network, req api.AssignRequest) (Write, api.IPReservation, error) {
 	switch {
@@ -86,10 +88,12 @@ func (m *IPAM) PrepareAssign(ctx context.Context, get Getter, n Network, req api
 	if err != nil {
 		return Write{}, api.IPReservation{}, err
 	}
-	if res.Owner == req.Owner {
+	switch {
+	case res.Owner == req.Owner && (req.Port == "" || res.Port == req.Port):
 		return Write{}, res, nil
-	}
-	if res.Owner != req.FromOwner {
+	case res.Owner == req.Owner && res.Port != "":
+		return Write{}, api.IPReservation{}, api.Conflict("port", "address %s in network %s is already held by owner %s for port %s", a, n.name(), res.Owner, res.Port)
+	case res.Owner != req.Owner && res.Owner != req.FromOwner:
 		return Write{}, api.IPReservation{}, api.Conflict("from_owner", "address %s in network %s is reserved by owner %s, not %s", a, n.name(), res.Owner, req.FromOwner)
 	}
 	res.Owner, res.Port = req.Owner, req.Port
