@@ -65,8 +65,9 @@ var routerLinger = time.Minute
 // ready (registered, synced) before it is refused.
 const attachReadyWait = 30 * time.Second
 
-// workers finish the controller side of attachments in parallel.
-const workers = 4
+// workers finish the controller side of attachments in parallel, each a
+// batch of entries at a time.
+const workers = 2
 
 // ErrNotReady is returned while the agent cannot serve a request yet.
 var ErrNotReady = errors.New("agent not ready")

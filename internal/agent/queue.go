@@ -57,36 +57,58 @@ func (q *workQueue) addLocked(key string) {
 	}
 }
 
-// getBatch waits for a key and returns it with up to max-1 more queued
-// ones; ok is false once ctx ends. Each key must be given to done.
-func (q *workQueue) getBatch(ctx context.Context, max int) (keys []string, ok bool) {
+// getBatch waits for a key and returns it with up to max-1 more: those
+// queued, and those queued within linger after the first, so that a burst
+// of work goes out together. ok is false once ctx ends. Each key must be
+// given to done.
+func (q *workQueue) getBatch(ctx context.Context, max int, linger time.Duration) (keys []string, ok bool) {
 	for {
-		q.mu.Lock()
-		if len(q.queue) > 0 {
-			n := min(max, len(q.queue))
-			keys = slices.Clone(q.queue[:n])
-			q.queue = q.queue[n:]
-			for _, key := range keys {
-				delete(q.dirty, key)
-				q.processing[key] = true
-			}
-			more := len(q.queue) > 0
-			q.mu.Unlock()
-			if more {
-				select {
-				case q.wake <- struct{}{}:
-				default:
-				}
-			}
-			return keys, true
+		keys = q.take(keys, max)
+		if len(keys) > 0 {
+			break
 		}
-		q.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return nil, false
 		case <-q.wake:
 		}
 	}
+	if len(keys) < max && linger > 0 {
+		t := time.NewTimer(linger)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		keys = q.take(keys, max)
+	}
+	return keys, true
+}
+
+// take moves up to max-len(keys) queued keys to processing and appends
+// them to keys.
+func (q *workQueue) take(keys []string, max int) []string {
+	q.mu.Lock()
+	n := min(max-len(keys), len(q.queue))
+	if n <= 0 {
+		q.mu.Unlock()
+		return keys
+	}
+	for _, key := range q.queue[:n] {
+		delete(q.dirty, key)
+		q.processing[key] = true
+	}
+	keys = append(keys, q.queue[:n]...)
+	q.queue = slices.Delete(q.queue, 0, n)
+	more := len(q.queue) > 0
+	q.mu.Unlock()
+	if more {
+		select {
+		case q.wake <- struct{}{}:
+		default:
+		}
+	}
+	return keys
 }
 
 // done ends the processing of key; a failure brings it back after a

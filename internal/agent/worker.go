@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/weft-sdn/weft/internal/api"
@@ -36,10 +37,15 @@ func needsWork(e *Entry) bool {
 // controller work goes in one port sync request.
 const maxBatch = 64
 
+// batchLinger is how long a worker that found work waits for more before
+// it starts, so that the entries of a burst of attaches and detaches share
+// a request and a store transaction.
+const batchLinger = 5 * time.Millisecond
+
 // workLoop finishes the controller side of journal entries until ctx ends.
 func (a *Agent) workLoop(ctx context.Context) {
 	for {
-		keys, ok := a.queue.getBatch(ctx, maxBatch)
+		keys, ok := a.queue.getBatch(ctx, maxBatch, batchLinger)
 		if !ok {
 			return
 		}
@@ -69,18 +75,19 @@ func (a *Agent) processBatch(ctx context.Context, keys []string) map[string]erro
 	errs := map[string]error{}
 	var req api.PortSyncRequest
 	var attached, released, alone []*Entry
+	destroyed := a.destroyInterfaces(ctx, keys, errs)
 	for _, key := range keys {
 		e, ok := a.journal.Get(key)
 		switch {
-		case !ok || e.External:
+		case !ok || e.External || errs[key] != nil:
 		case e.State == StateReleasing:
-			if !e.DataplaneDetached {
-				if err := a.destroyInterface(ctx, e); err != nil {
-					errs[key] = fmt.Errorf("release %s: %w", e.describe(), err)
-					continue
-				}
-				a.syncAfterDestroy(e.NetworkUUID)
+			if destroyed[key] {
 				e.DataplaneDetached = true
+			}
+			if !e.DataplaneDetached {
+				// It became releasing after the destroys: the slow way.
+				alone = append(alone, e)
+				continue
 			}
 			req.Detach = append(req.Detach, a.detachItem(e))
 			released = append(released, e)
@@ -143,6 +150,36 @@ func (a *Agent) processBatch(ctx context.Context, keys []string) map[string]erro
 		}
 	}
 	return errs
+}
+
+// destroyInterfaces destroys the interfaces of the releasing entries among
+// keys whose data plane still holds them, in parallel (each destroy waits
+// for the kernel), and reports which it destroyed; failures go to errs.
+func (a *Agent) destroyInterfaces(ctx context.Context, keys []string, errs map[string]error) map[string]bool {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	done := map[string]bool{}
+	for _, key := range keys {
+		e, ok := a.journal.Get(key)
+		if !ok || e.External || e.State != StateReleasing || e.DataplaneDetached {
+			continue
+		}
+		wg.Go(func() {
+			err := a.destroyInterface(ctx, e)
+			if err == nil {
+				a.syncAfterDestroy(e.NetworkUUID)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs[key] = fmt.Errorf("release %s: %w", e.describe(), err)
+			} else {
+				done[key] = true
+			}
+		})
+	}
+	wg.Wait()
+	return done
 }
 
 func (a *Agent) isUnwritten(portUUID string) bool {

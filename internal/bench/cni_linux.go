@@ -65,6 +65,10 @@ type Result struct {
 	// count against both plugins).
 	CPU       time.Duration `json:"cpu_per_pair_ns"`
 	DaemonCPU time.Duration `json:"daemon_cpu_per_pair_ns"`
+	// MachineCPU is the busy time of all CPUs per pair (everything,
+	// kernel threads included) while the pairs ran and the daemons
+	// settled.
+	MachineCPU time.Duration `json:"machine_cpu_per_pair_ns"`
 }
 
 // Main runs `weft-bench` with args.
@@ -241,6 +245,7 @@ func runInner(ctx context.Context, cfg Config, stdout io.Writer) error {
 		}
 	}
 	var results []Result
+	settle(ctx, daemons) // the lab's start-up work
 	for _, conc := range cfg.Concurrency {
 		for _, p := range plugins {
 			r, err := measure(ctx, p, conc, cfg.Iterations, prefix, cfg.innerDataDir, daemons)
@@ -281,7 +286,7 @@ func measure(ctx context.Context, p plugin, conc, n int, prefix, dataDir string,
 	var mu sync.Mutex
 	var firstErr error
 	var wg sync.WaitGroup
-	cpu0, daemons0 := driverCPU(), daemonCPU(daemons)
+	cpu0, daemons0, machine0 := driverCPU(), daemonCPU(daemons), machineCPU()
 	start := time.Now()
 	for w := range conc {
 		wg.Add(1)
@@ -314,6 +319,11 @@ func measure(ctx context.Context, p plugin, conc, n int, prefix, dataDir string,
 	if firstErr != nil {
 		return Result{}, firstErr
 	}
+	// Work the daemons do after the last pair (releases after the
+	// agent's release delay) is the plugin's, and must not land in the
+	// next measurement.
+	daemonsCPU += settle(ctx, daemons)
+	machine := machineCPU() - machine0
 	dels := make([]time.Duration, n)
 	var sum time.Duration
 	for i, d := range lat {
@@ -325,7 +335,7 @@ func measure(ctx context.Context, p plugin, conc, n int, prefix, dataDir string,
 	slices.Sort(dels)
 	return Result{Plugin: p.name, Concurrency: conc, N: n, P50: pct(lat, 50), P99: pct(lat, 99), Mean: sum / time.Duration(n),
 		AddP50: pct(adds, 50), DelP50: pct(dels, 50), Wall: wall,
-		CPU: cpu / time.Duration(n), DaemonCPU: daemonsCPU / time.Duration(n)}, nil
+		CPU: cpu / time.Duration(n), DaemonCPU: daemonsCPU / time.Duration(n), MachineCPU: machine / time.Duration(n)}, nil
 }
 
 // driverCPU is the CPU time of this process and of its children that
@@ -336,6 +346,27 @@ func driverCPU() time.Duration {
 		var ru syscall.Rusage
 		if syscall.Getrusage(who, &ru) == nil {
 			total += time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		}
+	}
+	return total
+}
+
+// machineCPU is the busy time of all CPUs so far (/proc/stat: user,
+// nice, system, irq, softirq and steal, in clock ticks of 10ms).
+func machineCPU() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0
+	}
+	var total time.Duration
+	for _, i := range []int{1, 2, 3, 6, 7, 8} {
+		if v, err := strconv.ParseInt(f[i], 10, 64); err == nil {
+			total += time.Duration(v) * 10 * time.Millisecond
 		}
 	}
 	return total
@@ -362,6 +393,24 @@ func daemonCPU(pids []int) time.Duration {
 		}
 	}
 	return total
+}
+
+// settle waits until the daemons are quiet (under 10 ms of CPU in a
+// quarter of a second), at most 30 s, and returns the CPU they used
+// meanwhile.
+func settle(ctx context.Context, daemons []int) time.Duration {
+	start := daemonCPU(daemons)
+	deadline := time.Now().Add(30 * time.Second)
+	last := start
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(250 * time.Millisecond)
+		now := daemonCPU(daemons)
+		if now-last < 10*time.Millisecond {
+			return now - start
+		}
+		last = now
+	}
+	return last - start
 }
 
 func pct(sorted []time.Duration, p int) time.Duration {
@@ -395,11 +444,12 @@ func ms(d time.Duration) string {
 // report prints a table and the ratios weft / baseline.
 func report(w io.Writer, rs []Result) {
 	fmt.Fprintln(w, "CNI ADD+DEL latency (ms), same run, same namespace setup")
-	fmt.Fprintf(w, "%-20s %5s %6s %8s %8s %8s %9s %9s %10s %11s %11s\n", "plugin", "conc", "n", "p50", "p99", "mean", "ADD p50", "DEL p50", "pairs/s", "CPU/pair", "daemons")
+	fmt.Fprintf(w, "%-20s %5s %6s %8s %8s %8s %9s %9s %10s %11s %11s %11s\n", "plugin", "conc", "n", "p50", "p99", "mean", "ADD p50", "DEL p50", "pairs/s", "CPU/pair", "daemons", "machine")
 	for _, r := range rs {
-		fmt.Fprintf(w, "%-20s %5d %6d %8s %8s %8s %9s %9s %10.1f %11s %11s\n", r.Plugin, r.Concurrency, r.N, ms(r.P50), ms(r.P99), ms(r.Mean), ms(r.AddP50), ms(r.DelP50), float64(r.N)/r.Wall.Seconds(), ms(r.CPU), ms(r.DaemonCPU))
+		fmt.Fprintf(w, "%-20s %5d %6d %8s %8s %8s %9s %9s %10.1f %11s %11s %11s\n", r.Plugin, r.Concurrency, r.N, ms(r.P50), ms(r.P99), ms(r.Mean), ms(r.AddP50), ms(r.DelP50), float64(r.N)/r.Wall.Seconds(), ms(r.CPU), ms(r.DaemonCPU), ms(r.MachineCPU))
 	}
-	fmt.Fprintln(w, "(CPU/pair: driver and plugin processes; daemons: the lab's controller and agent, in the same interval)")
+	fmt.Fprintln(w, "(CPU/pair, in ms: driver and plugin processes; daemons: the lab's controller and agent; machine: all CPUs, kernel threads included;")
+	fmt.Fprintln(w, " daemons and machine while the pairs ran and until the daemons were quiet again)")
 	fmt.Fprintln(w, "\nratio weft-cni / bridge+host-local (lower is better)")
 	for _, r := range rs {
 		if r.Plugin != "weft-cni" {
