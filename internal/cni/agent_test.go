@@ -1,10 +1,16 @@
 package cni
 
 import (
+	"context"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/weft-sdn/weft/internal/api"
 )
 
 // readResponse against the answer shapes an HTTP/1.1 server may send.
@@ -53,5 +59,52 @@ func TestReadResponseBounded(t *testing.T) {
 	_, _, body, err := readResponse(strings.NewReader("HTTP/1.1 500 Oops\r\n\r\n" + big))
 	if err != nil || len(body) != maxAgentBody {
 		t.Fatalf("body of %d bytes, err %v", len(body), err)
+	}
+}
+
+// A call to an agent that accepts and never answers ends with the
+// context: at its deadline as a timeout, at its cancellation at once.
+// Missing and refused sockets fail at once with their reason.
+func TestAgentClientEndsWithContext(t *testing.T) {
+	fa := startFakeAgent(t)
+	fa.SetHang(true)
+	c := NewAgentClient(fa.socket)
+	var ue *UnreachableError
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := c.Attach(ctx, api.AttachRequest{})
+	if !errors.As(err, &ue) || !ue.Timeout || ue.Reason != "timed out" {
+		t.Fatalf("deadline: %v (%+v)", err, ue)
+	}
+	if d := time.Since(start); d < 150*time.Millisecond || d > 3*time.Second {
+		t.Fatalf("deadline of 200ms ended the call after %v", d)
+	}
+
+	ctx, cancel = context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	start = time.Now()
+	_, err = c.Attach(ctx, api.AttachRequest{})
+	if !errors.As(err, &ue) || ue.Timeout || ue.Reason != "canceled" {
+		t.Fatalf("cancel: %v (%+v)", err, ue)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("cancellation ended the call after %v", d)
+	}
+
+	dir := t.TempDir()
+	refused := filepath.Join(dir, "refused.sock")
+	if err := os.WriteFile(refused, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{
+		filepath.Join(dir, "missing.sock"): "socket does not exist",
+		refused:                            "connection refused",
+	} {
+		_, err := NewAgentClient(path).Attach(context.Background(), api.AttachRequest{})
+		if !errors.As(err, &ue) || ue.Reason != want || !strings.Contains(err.Error(), path) {
+			t.Errorf("%s: %v, want %q naming the socket", path, err, want)
+		}
 	}
 }
