@@ -33,7 +33,7 @@ lint:
 # bridge + host-local (root); figures go to docs/performance.md.
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2000x ./internal/ipam/ ./internal/controller/
-	$(BIN)/weft-bench cni --iterations 200 --concurrency 1,20
+	$(BIN)/weft-bench cni --iterations 200 --runs 5 --concurrency 1,20
 
 # A 3-node lab with networks, tasks, status and a connectivity matrix
 # (root). It stays up: `bin/weft lab down` removes it.

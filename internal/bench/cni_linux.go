@@ -38,6 +38,7 @@ type Config struct {
 	BinDir       string
 	BaselineDir  string
 	Iterations   int
+	Runs         int
 	Concurrency  []int
 	Spares       int
 	Out          string
@@ -50,6 +51,7 @@ type Config struct {
 
 // Result of one plugin at one concurrency.
 type Result struct {
+	Run         int           `json:"run"`
 	Plugin      string        `json:"plugin"`
 	Concurrency int           `json:"concurrency"`
 	N           int           `json:"n"`
@@ -77,12 +79,13 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: weft-bench cni [--bin-dir DIR] [--baseline-dir DIR] [--iterations N] [--concurrency 1,20] [--spares N] [--out FILE]")
 		return 2
 	}
-	cfg := Config{BaselineDir: "/usr/lib/cni", Iterations: 200, Concurrency: []int{1, 20}, Spares: 32}
+	cfg := Config{BaselineDir: "/usr/lib/cni", Iterations: 200, Runs: 1, Concurrency: []int{1, 20}, Spares: 32}
 	fs := flag.NewFlagSet("weft-bench "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.BinDir, "bin-dir", "", "directory of weft and weft-cni (default: this binary's)")
 	fs.StringVar(&cfg.BaselineDir, "baseline-dir", cfg.BaselineDir, "directory of the baseline bridge and host-local plugins")
 	fs.IntVar(&cfg.Iterations, "iterations", cfg.Iterations, "ADD+DEL pairs per plugin and concurrency")
+	fs.IntVar(&cfg.Runs, "runs", cfg.Runs, "measure everything this many times in the same lab and report the median ratios too")
 	conc := fs.String("concurrency", "1,20", "comma-separated concurrencies")
 	fs.IntVar(&cfg.Spares, "spares", cfg.Spares, "addresses each agent reserves ahead of need per network")
 	fs.StringVar(&cfg.Out, "out", "", "also write the results as JSON to this file")
@@ -92,6 +95,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.innerDataDir, "data-dir", "", "(internal) scratch directory")
 	fs.StringVar(&cfg.innerDaemons, "daemon-pids", "", "(internal) pids of the lab's daemons")
 	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	if cfg.Iterations < 1 || cfg.Runs < 1 {
+		fmt.Fprintln(stderr, "weft-bench: --iterations and --runs must be positive")
 		return 2
 	}
 	cfg.Concurrency = nil
@@ -193,7 +200,7 @@ func runOuter(ctx context.Context, cfg Config, stdout, stderr io.Writer) (err er
 		return err
 	}
 	args := []string{"--net=" + netns.Path(node.Netns), exe, "cni-inner",
-		"--bin-dir", cfg.BinDir, "--baseline-dir", cfg.BaselineDir, "--iterations", strconv.Itoa(cfg.Iterations),
+		"--bin-dir", cfg.BinDir, "--baseline-dir", cfg.BaselineDir, "--iterations", strconv.Itoa(cfg.Iterations), "--runs", strconv.Itoa(cfg.Runs),
 		"--concurrency", joinInts(cfg.Concurrency), "--agent-socket", node.AgentSocket, "--data-dir", dir,
 		"--daemon-pids", joinInts([]int{l.Controller.PID, node.Agent.PID})}
 	if cfg.Out != "" {
@@ -246,16 +253,27 @@ func runInner(ctx context.Context, cfg Config, stdout io.Writer) error {
 	}
 	var results []Result
 	settle(ctx, daemons) // the lab's start-up work
-	for _, conc := range cfg.Concurrency {
-		for _, p := range plugins {
-			r, err := measure(ctx, p, conc, cfg.Iterations, prefix, cfg.innerDataDir, daemons)
-			if err != nil {
-				return fmt.Errorf("%s at concurrency %d: %w", p.name, conc, err)
+	for run := 1; run <= cfg.Runs; run++ {
+		var rs []Result
+		for _, conc := range cfg.Concurrency {
+			for _, p := range plugins {
+				r, err := measure(ctx, p, conc, cfg.Iterations, prefix, cfg.innerDataDir, daemons)
+				if err != nil {
+					return fmt.Errorf("%s at concurrency %d: %w", p.name, conc, err)
+				}
+				r.Run = run
+				rs = append(rs, r)
 			}
-			results = append(results, r)
 		}
+		if cfg.Runs > 1 {
+			fmt.Fprintf(stdout, "run %d of %d\n", run, cfg.Runs)
+		}
+		report(stdout, rs)
+		results = append(results, rs...)
 	}
-	report(stdout, results)
+	if cfg.Runs > 1 {
+		reportMedians(stdout, results, cfg.Concurrency)
+	}
 	if cfg.Out != "" {
 		b, _ := json.MarshalIndent(results, "", "  ")
 		if err := os.WriteFile(cfg.Out, b, 0o644); err != nil {
@@ -439,6 +457,48 @@ func pair(ctx context.Context, cni *libcni.CNIConfig, conf *libcni.NetworkConfig
 
 func ms(d time.Duration) string {
 	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 2, 64)
+}
+
+// ratios returns the p50 and p99 ratios weft / baseline of each run at
+// the concurrency.
+func ratios(rs []Result, conc int) (p50, p99 []float64) {
+	for _, r := range rs {
+		if r.Plugin != "weft-cni" || r.Concurrency != conc {
+			continue
+		}
+		for _, b := range rs {
+			if b.Plugin != "weft-cni" && b.Concurrency == conc && b.Run == r.Run {
+				p50 = append(p50, float64(r.P50)/float64(b.P50))
+				p99 = append(p99, float64(r.P99)/float64(b.P99))
+			}
+		}
+	}
+	return p50, p99
+}
+
+func median(v []float64) float64 {
+	v = slices.Clone(v)
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+// reportMedians prints the ratios of every run and their medians.
+func reportMedians(w io.Writer, rs []Result, concs []int) {
+	fmt.Fprintln(w, "\nratio weft-cni / bridge+host-local over all runs (median, then each run; lower is better)")
+	for _, conc := range concs {
+		p50, p99 := ratios(rs, conc)
+		if len(p50) == 0 {
+			continue
+		}
+		each := make([]string, len(p50))
+		for i := range p50 {
+			each[i] = fmt.Sprintf("%.2f", p50[i])
+		}
+		fmt.Fprintf(w, "  concurrency %-3d p50 %.2f  p99 %.2f   (p50 of each run: %s)\n", conc, median(p50), median(p99), strings.Join(each, " "))
+	}
 }
 
 // report prints a table and the ratios weft / baseline.
