@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"github.com/weft-sdn/weft/internal/agent"
@@ -59,6 +60,9 @@ func run(args []string) int {
 		var cfg agent.Config
 		cfg, err = agent.ParseConfig(args[1:], os.Stderr)
 		if err == nil {
+			if cfg.MaxProcs > 0 {
+				runtime.GOMAXPROCS(cfg.MaxProcs)
+			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.Level()}))
 			var a *agent.Agent
 			if a, err = agent.New(cfg, agent.Options{Log: log}); err == nil {

@@ -91,6 +91,13 @@ type Config struct {
 	// DockerTimeout bounds each Docker Engine API call (DC/OS's
 	// command_timeout).
 	DockerTimeout Duration `json:"docker_timeout"`
+	// MaxProcs is how many CPUs the agent's Go code runs on at once
+	// (GOMAXPROCS), set by the weft command at start; 0 leaves Go's
+	// default (the GOMAXPROCS environment variable, else every CPU). The
+	// agent's work is mostly the kernel's, serialized by its RTNL lock:
+	// more Ps only add threads that spin looking for work and switch, at
+	// the cost of the node's tasks.
+	MaxProcs int `json:"max_procs"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `json:"log_level"`
 }
@@ -113,6 +120,7 @@ const (
 	DefaultOverlayCheck   = 5 * time.Second
 	DefaultDockerHost     = "unix:///var/run/docker.sock"
 	DefaultDockerTimeout  = 15 * time.Second
+	DefaultMaxProcs       = 1
 )
 
 // DefaultConfig returns the defaults; NodeName is the hostname.
@@ -128,6 +136,7 @@ func DefaultConfig() Config {
 		VXLANPort:            DefaultVXLANPort,
 		Spares:               DefaultSpares,
 		HeartbeatInterval:    Duration(DefaultHeartbeat),
+		MaxProcs:             DefaultMaxProcs,
 		ResyncInterval:       Duration(DefaultResync),
 		OverlayCNI:           "bridge",
 		OverlayMTU:           DefaultOverlayMTU,
@@ -193,6 +202,7 @@ func (c *Config) flagSet(file *string, out io.Writer) *flag.FlagSet {
 	fs.Var(config.DurationFlag(&c.OverlayCheckInterval), "overlay-check-interval", "how often the overlays and the Docker engine are checked")
 	fs.StringVar(&c.DockerHost, "docker-host", c.DockerHost, "Docker Engine API (unix:///path); empty disables Docker networks")
 	fs.Var(config.DurationFlag(&c.DockerTimeout), "docker-timeout", "bound of each Docker Engine API call")
+	fs.IntVar(&c.MaxProcs, "max-procs", c.MaxProcs, "CPUs the agent's Go code runs on at once (GOMAXPROCS; its data-plane work is serialized by the kernel's RTNL lock anyway); 0 leaves Go's default")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: weft agent [flags]\n\nRuns the Weft node agent: registers the node with the controller, programs\nthe node's data planes (virtual networks and DC/OS-style overlays: VTEP,\nbridges, CNI configurations, Docker networks), and serves the CNI plugin on a\nunix socket and the Contrail-style port API (with /overlay-agent/overlay).\n\nFlags:\n")
@@ -246,6 +256,9 @@ func (c Config) Validate() error {
 	}
 	if c.Spares < 0 || c.Spares > 1024 {
 		errs = append(errs, fmt.Errorf("spares: %d is out of range (0-1024)", c.Spares))
+	}
+	if c.MaxProcs < 0 || c.MaxProcs > 1024 {
+		errs = append(errs, fmt.Errorf("max-procs: %d is out of range (0-1024)", c.MaxProcs))
 	}
 	if c.HeartbeatInterval <= 0 {
 		errs = append(errs, errors.New("heartbeat-interval: must be positive"))

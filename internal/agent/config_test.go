@@ -22,12 +22,12 @@ func TestParseConfig(t *testing.T) {
 	}{
 		{name: "defaults with underlay", args: []string{"--underlay-ip", "198.18.0.1", "--node-name", "n1"}, check: func(t *testing.T, c Config) {
 			if c.Controller != DefaultController || c.StateDir != DefaultStateDir || c.Socket != DefaultSocket || c.PortAPIListen != ":9091" ||
-				c.RouterNSPrefix != "weft-" || c.VXLANPort != 4789 || c.Spares != 8 || time.Duration(c.HeartbeatInterval) != 5*time.Second || c.NodeNetns != "" {
+				c.RouterNSPrefix != "weft-" || c.VXLANPort != 4789 || c.Spares != 8 || time.Duration(c.HeartbeatInterval) != 5*time.Second || c.NodeNetns != "" || c.MaxProcs != 1 {
 				t.Fatalf("defaults: %+v", c)
 			}
 		}},
-		{name: "file then flags", args: []string{"--config", file, "--spares", "5", "--port-api-listen", ""}, check: func(t *testing.T, c Config) {
-			if c.NodeName != "from-file" || c.UnderlayIP != "198.18.0.7" || c.Spares != 5 || c.PortAPIListen != "" ||
+		{name: "file then flags", args: []string{"--config", file, "--spares", "5", "--port-api-listen", "", "--max-procs", "0"}, check: func(t *testing.T, c Config) {
+			if c.NodeName != "from-file" || c.UnderlayIP != "198.18.0.7" || c.Spares != 5 || c.PortAPIListen != "" || c.MaxProcs != 0 ||
 				time.Duration(c.HeartbeatInterval) != 2*time.Second || len(c.DNS.Nameservers) != 1 {
 				t.Fatalf("config: %+v", c)
 			}
@@ -54,8 +54,8 @@ func TestParseConfig(t *testing.T) {
 		})
 	}
 	// Every bad value is reported at once.
-	_, err := ParseConfig([]string{"--underlay-ip", "x", "--node-name", "a:b", "--controller", "ftp://x", "--vxlan-port", "0", "--spares", "-1", "--log-level", "loud"}, io.Discard)
-	for _, field := range []string{"node-name", "underlay-ip", "controller", "vxlan-port", "spares", "log-level"} {
+	_, err := ParseConfig([]string{"--underlay-ip", "x", "--node-name", "a:b", "--controller", "ftp://x", "--vxlan-port", "0", "--spares", "-1", "--max-procs", "-2", "--log-level", "loud"}, io.Discard)
+	for _, field := range []string{"node-name", "underlay-ip", "controller", "vxlan-port", "spares", "max-procs", "log-level"} {
 		if err == nil || !strings.Contains(err.Error(), field) {
 			t.Errorf("error %v does not name %s", err, field)
 		}
