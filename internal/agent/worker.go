@@ -122,26 +122,20 @@ func (a *Agent) processBatch(ctx context.Context, keys []string) map[string]erro
 			alone = append(alone, attached...)
 			alone = append(alone, released...)
 		default:
-			for i, e := range attached {
-				if ierr := resp.Attach[i].Err(); ierr != nil {
-					a.log.Debug("port sync refused an attachment; doing it alone", "container", e.ContainerID, "ifname", e.IfName, "err", ierr)
-					alone = append(alone, e)
-					continue
-				}
-				if err := a.portSynced(e); err != nil {
-					errs[e.Key()] = err
-				}
-			}
-			for i, e := range released {
-				if ierr := resp.Detach[i].Err(); ierr != nil {
-					a.log.Debug("port sync refused a release; doing it alone", "container", e.ContainerID, "ifname", e.IfName, "err", ierr)
-					alone = append(alone, e)
-					continue
-				}
-				if err := a.forgetReleased(e); err != nil {
-					errs[e.Key()] = err
+			// What the controller did is journalled; what it refused is
+			// done alone.
+			settle := func(entries []*Entry, results []api.PortSyncResult, what string, done func(*Entry) error) {
+				for i, e := range entries {
+					if ierr := results[i].Err(); ierr != nil {
+						a.log.Debug("port sync refused "+what+"; doing it alone", "container", e.ContainerID, "ifname", e.IfName, "err", ierr)
+						alone = append(alone, e)
+					} else if err := done(e); err != nil {
+						errs[e.Key()] = err
+					}
 				}
 			}
+			settle(attached, resp.Attach, "an attachment", a.portSynced)
+			settle(released, resp.Detach, "a release", a.forgetReleased)
 		}
 	}
 	for _, e := range alone {

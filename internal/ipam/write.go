@@ -56,6 +56,24 @@ func (m *IPAM) address(n Network, field, s string) (netip.Addr, error) {
 	return a, nil
 }
 
+// reserved reads the reservation of the address ip (field "ip") of n for
+// an operation named op: ErrNotFound when it is not reserved.
+func (m *IPAM) reserved(ctx context.Context, get Getter, n Network, ip, op string) (netip.Addr, store.KeyValue, api.IPReservation, error) {
+	a, err := m.address(n, "ip", ip)
+	if err != nil {
+		return a, store.KeyValue{}, api.IPReservation{}, err
+	}
+	kv, err := get(ctx, reservationKey(n.UUID, a))
+	if errors.Is(err, store.ErrNotFound) {
+		return a, kv, api.IPReservation{}, api.NotFound("address %s is not reserved in network %s", a, n.name())
+	}
+	if err != nil {
+		return a, kv, api.IPReservation{}, fmt.Errorf("ipam: %s %s in network %s: %w", op, a, n.name(), err)
+	}
+	res, err := decodeReservation(kv)
+	return a, kv, res, err
+}
+
 // PrepareAssign prepares the hand-over Assign makes: the reservation of
 // req.IP in n goes from req.FromOwner to req.Owner, and gets req.Port (and
 // req.Labels when given), on the condition that it is unchanged since
@@ -72,22 +90,11 @@ func (m *IPAM) PrepareAssign(ctx context.Context, get Getter, n Network, req api
 	case req.FromOwner == "":
 		return Write{}, api.IPReservation{}, api.Invalid("from_owner", "is required (the current owner)")
 	}
-	a, err := m.address(n, "ip", req.IP)
+	a, kv, res, err := m.reserved(ctx, get, n, req.IP, "assign")
 	if err != nil {
 		return Write{}, api.IPReservation{}, err
 	}
-	key := reservationKey(n.UUID, a)
-	kv, err := get(ctx, key)
-	if errors.Is(err, store.ErrNotFound) {
-		return Write{}, api.IPReservation{}, api.NotFound("address %s is not reserved in network %s", a, n.name())
-	}
-	if err != nil {
-		return Write{}, api.IPReservation{}, fmt.Errorf("ipam: assign %s in network %s: %w", a, n.name(), err)
-	}
-	res, err := decodeReservation(kv)
-	if err != nil {
-		return Write{}, api.IPReservation{}, err
-	}
+	key := kv.Key
 	switch {
 	case res.Owner == req.Owner && (req.Port == "" || res.Port == req.Port):
 		return Write{}, res, nil
@@ -115,18 +122,7 @@ func (m *IPAM) PrepareAssign(ctx context.Context, get Getter, n Network, req api
 // unchanged since read. An address that is not reserved is ErrNotFound;
 // one held by another owner is ErrConflict naming it.
 func (m *IPAM) PrepareRelease(ctx context.Context, get Getter, n Network, ip string, owners ...string) (Write, api.IPReservation, error) {
-	a, err := m.address(n, "ip", ip)
-	if err != nil {
-		return Write{}, api.IPReservation{}, err
-	}
-	kv, err := get(ctx, reservationKey(n.UUID, a))
-	if errors.Is(err, store.ErrNotFound) {
-		return Write{}, api.IPReservation{}, api.NotFound("address %s is not reserved in network %s", a, n.name())
-	}
-	if err != nil {
-		return Write{}, api.IPReservation{}, fmt.Errorf("ipam: release %s in network %s: %w", a, n.name(), err)
-	}
-	res, err := decodeReservation(kv)
+	a, kv, res, err := m.reserved(ctx, get, n, ip, "release")
 	if err != nil {
 		return Write{}, api.IPReservation{}, err
 	}
