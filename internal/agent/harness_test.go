@@ -44,10 +44,12 @@ func testLogger() *slog.Logger {
 }
 
 // ctrlProxy sits in front of the controller: it records the allocation
-// requests and can pretend the controller is down.
+// requests and can pretend the controller is down, or one of an earlier
+// version (no port sync, no allocation count).
 type ctrlProxy struct {
 	h    http.Handler
 	down atomic.Bool
+	old  atomic.Bool
 
 	mu     sync.Mutex
 	allocs []api.AllocateRequest
@@ -73,6 +75,18 @@ func (p *ctrlProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			p.allocs = append(p.allocs, req)
 			p.mu.Unlock()
 		}
+		if p.old.Load() && req.Count != 0 {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = io.WriteString(w, `{"error":"unknown field \"count\"","field":"count"}`)
+			return
+		}
+	}
+	if p.old.Load() && strings.HasSuffix(r.URL.Path, "/port-sync") {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = io.WriteString(w, `{"error":"no such endpoint; see docs/api.md"}`)
+		return
 	}
 	p.h.ServeHTTP(w, r)
 }

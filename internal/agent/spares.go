@@ -290,27 +290,52 @@ func (a *Agent) fillSpares(ctx context.Context) error {
 			if have > a.cfg.Spares/2 || ctx.Err() != nil {
 				continue
 			}
-			count := min(a.cfg.Spares-have, api.MaxAllocateCount)
-			res, err := a.client.Allocate(ctx, api.AllocateRequest{Network: n.UUID, Owner: a.spareOwner, Family: fam, Node: a.cfg.NodeName, Count: count})
-			a.metrics.op("spare", err)
-			if errors.Is(err, api.ErrExhausted) {
-				a.log.Debug("network has no address left for spares", "network", n.FQName, "family", fam)
-				continue
-			}
-			if err != nil {
+			if err := a.refill(ctx, n, fam, min(a.cfg.Spares-have, api.MaxAllocateCount)); err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
-				return fmt.Errorf("reserve %d spare %s addresses in %s: %w", count, fam, n.FQName, err)
-			}
-			for _, r := range res.Reservations {
-				if addr, err := netip.ParseAddr(r.Address); err == nil {
-					a.spares.put(n.UUID, addr)
-				}
+				return err
 			}
 		}
 	}
 	return nil
+}
+
+// refill reserves count spares of the family in one request, or in one
+// request per address from a controller that does not know count yet (a
+// rolling upgrade).
+func (a *Agent) refill(ctx context.Context, n *api.Network, fam string, count int) error {
+	req := api.AllocateRequest{Network: n.UUID, Owner: a.spareOwner, Family: fam, Node: a.cfg.NodeName, Count: count}
+	res, err := a.client.Allocate(ctx, req)
+	var ae *api.Error
+	if count > 1 && errors.As(err, &ae) && ae.Field == "count" {
+		req.Count = 0
+		for range count {
+			if res, err = a.client.Allocate(ctx, req); err != nil {
+				break
+			}
+			a.putSpares(n, res)
+		}
+	} else if err == nil {
+		a.putSpares(n, res)
+	}
+	a.metrics.op("spare", err)
+	switch {
+	case errors.Is(err, api.ErrExhausted):
+		a.log.Debug("network has no address left for spares", "network", n.FQName, "family", fam)
+	case err != nil:
+		return fmt.Errorf("reserve %d spare %s addresses in %s: %w", count, fam, n.FQName, err)
+	}
+	return nil
+}
+
+// putSpares adds the reservations of an allocation to the pools.
+func (a *Agent) putSpares(n *api.Network, res api.AllocateResponse) {
+	for _, r := range res.Reservations {
+		if addr, err := netip.ParseAddr(r.Address); err == nil {
+			a.spares.put(n.UUID, addr)
+		}
+	}
 }
 
 // trimSpares releases the spares of networks that have had no local
