@@ -160,8 +160,12 @@ func (l *Linux) Attach(ctx context.Context, n Network, ep Endpoint) (_ Endpoint,
 	if err := l.hook("veth"); err != nil {
 		return ep, fmt.Errorf("attach %s: %w", what, err)
 	}
-	if host, err = r.h.LinkByName(ep.HostIf); err != nil {
-		return ep, fmt.Errorf("attach %s: find new %s in %s: %w", what, ep.HostIf, r.name, err)
+	// LinkAdd looked the new link's index up already.
+	host = veth
+	if veth.Index == 0 {
+		if host, err = r.h.LinkByName(ep.HostIf); err != nil {
+			return ep, fmt.Errorf("attach %s: find new %s in %s: %w", what, ep.HostIf, r.name, err)
+		}
 	}
 	if err := r.h.LinkSetIP6AddrGenMode(host, addrGenModeNone); err != nil {
 		return ep, fmt.Errorf("attach %s: set addrgenmode none on %s in %s: %w", what, ep.HostIf, r.name, err)
