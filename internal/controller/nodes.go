@@ -79,7 +79,7 @@ func (r *Registry) RegisterNode(ctx context.Context, in *api.Node) (node *api.No
 		}
 		var g guard
 		if n.VTEPIP == "" {
-			vg, ip, err := r.claimVTEP(ctx, r.vteps, n.FQName)
+			vg, ip, err := r.claimVTEP(ctx, n.FQName)
 			if err != nil {
 				return nil, false, err
 			}
@@ -171,7 +171,7 @@ func (r *Registry) prepareNode(ctx context.Context, n *api.Node, old *api.Node) 
 		n.VTEPMAC = r.vteps.MAC(a).String()
 		g = guard{cmps: []store.Cmp{store.Absent(vtepKey(a))}, ops: []store.Op{store.Put(vtepKey(a), []byte(n.FQName))}}
 	} else {
-		vg, a, err := r.claimVTEP(ctx, r.vteps, n.FQName)
+		vg, a, err := r.claimVTEP(ctx, n.FQName)
 		if err != nil {
 			return guard{}, err
 		}
@@ -188,8 +188,8 @@ func (r *Registry) prepareNode(ctx context.Context, n *api.Node, old *api.Node) 
 
 // claimVTEP picks the lowest free VTEP address and returns the guard that
 // claims it.
-func (r *Registry) claimVTEP(ctx context.Context, pool VTEPPool, node string) (guard, netip.Addr, error) {
-	return r.claimAddr(ctx, vtepPrefix, pool.Subnet, node, "vtep_ip")
+func (r *Registry) claimVTEP(ctx context.Context, node string) (guard, netip.Addr, error) {
+	return r.claimAddr(ctx, vtepPrefix, r.vteps.Subnet, node, "vtep_ip")
 }
 
 // claimAddr picks the lowest free address of space among the claims

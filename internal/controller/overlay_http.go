@@ -33,15 +33,10 @@ func (r *Registry) OverlayState(ctx context.Context) (overlay.State, error) {
 		if len(n.Overlays) == 0 {
 			continue
 		}
-		st.Agents = append(st.Agents, r.AgentInfo(n))
+		st.Agents = append(st.Agents, overlay.NodeAgentInfo(n, &r.overlay.cfg))
 	}
 	slices.SortFunc(st.Agents, func(a, b overlay.AgentInfo) int { return strings.Compare(a.IP, b.IP) })
 	return st, nil
-}
-
-// AgentInfo renders a node's overlays in DC/OS's AgentInfo shape.
-func (r *Registry) AgentInfo(n *api.Node) overlay.AgentInfo {
-	return overlay.NodeAgentInfo(n, &r.overlay.cfg)
 }
 
 func (s *Server) handleOverlayState(w http.ResponseWriter, r *http.Request) error {
@@ -107,12 +102,8 @@ func parseDeleteAgents(body []byte) ([]netip.Addr, error) {
 }
 
 func (s *Server) handleOverlayStatus(w http.ResponseWriter, r *http.Request) error {
-	body, err := readBody(r)
-	if err != nil {
-		return err
-	}
 	var rep api.OverlayStatusReport
-	if err := api.DecodeStrict(body, &rep); err != nil {
+	if err := s.decode(r, &rep); err != nil {
 		return err
 	}
 	n, err := s.reg.ReportOverlayStatus(r.Context(), r.PathValue("name"), rep)
