@@ -321,6 +321,7 @@ func TestRelease(t *testing.T) {
 		{"bad ip", &n1, api.ReleaseRequest{IP: "10.8.0"}, 0, api.ErrInvalid, "ip", nil},
 		{"unknown address", &n1, api.ReleaseRequest{IP: unknown}, 0, api.ErrNotFound, "", []string{unknown, n1.FQName}},
 		{"ip of another owner", &n1, api.ReleaseRequest{IP: bAddr, Owner: "zz"}, 0, api.ErrConflict, "owner", []string{"owner b"}},
+		{"ip on another node", &n1, api.ReleaseRequest{IP: bAddr, Node: "zz"}, 0, api.ErrConflict, "node", []string{bAddr, "not zz"}},
 		{"owner in one network", &n1, api.ReleaseRequest{Owner: "a"}, 3, nil, "", nil},
 		{"owner again: idempotent", &n1, api.ReleaseRequest{Owner: "a"}, 0, nil, "", nil},
 		{"owner in all networks", nil, api.ReleaseRequest{Owner: "a"}, 6, nil, "", nil},
@@ -355,6 +356,14 @@ func TestRelease(t *testing.T) {
 	q, _, _ := kv.List(ctx, QuarantinePrefix)
 	if len(q) != 9 {
 		t.Fatalf("%d quarantine records, want 9", len(q))
+	}
+	// An address in another form (IPv4-mapped) releases the subnet's form.
+	rel, err := m.Release(ctx, &n1, api.ReleaseRequest{IP: "::ffff:" + bAddr, Owner: "b"})
+	if err != nil || len(rel) != 1 || rel[0].Address != bAddr || rel[0].Owner != "b" {
+		t.Fatalf("release of %s in IPv4-mapped form: %+v %v", bAddr, rel, err)
+	}
+	if _, err := kv.Get(ctx, quarantineKey(n1.UUID, netip.MustParseAddr(bAddr))); err != nil {
+		t.Fatalf("quarantine record of %s: %v", bAddr, err)
 	}
 }
 

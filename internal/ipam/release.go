@@ -19,10 +19,8 @@ import (
 // the reservations released; releasing by owner or node when there is
 // nothing to release returns an empty list.
 func (m *IPAM) Release(ctx context.Context, n *Network, req api.ReleaseRequest) ([]api.IPReservation, error) {
-	var subs []*subnet
 	if n != nil {
-		var err error
-		if subs, err = m.subnets(*n); err != nil {
+		if _, err := m.subnets(*n); err != nil {
 			return nil, err
 		}
 	}
@@ -31,12 +29,9 @@ func (m *IPAM) Release(ctx context.Context, n *Network, req api.ReleaseRequest) 
 		if n == nil {
 			return nil, api.Invalid("network", "releasing address %s needs a network", req.IP)
 		}
-		a, err := parseAddress(req.IP)
+		a, err := m.address(*n, "ip", req.IP)
 		if err != nil {
-			return nil, api.Invalid("ip", "%v", err)
-		}
-		if s, sa := subnetOf(subs, a); s != nil {
-			a = sa
+			return nil, err
 		}
 		res, err := m.releaseAddress(ctx, *n, a, req)
 		if err != nil {
@@ -49,34 +44,28 @@ func (m *IPAM) Release(ctx context.Context, n *Network, req api.ReleaseRequest) 
 	return nil, api.Invalid("owner", "release needs an ip, an owner or a node")
 }
 
-// releaseAddress releases one address of n.
+// releaseAddress releases one address of n (in the form of its subnet).
 func (m *IPAM) releaseAddress(ctx context.Context, n Network, a netip.Addr, req api.ReleaseRequest) (api.IPReservation, error) {
-	key := reservationKey(n.UUID, a)
+	var owners []string
+	if req.Owner != "" {
+		owners = []string{req.Owner}
+	}
 	for range maxAttempts {
-		kv, err := m.kv.Get(ctx, key)
-		if errors.Is(err, store.ErrNotFound) {
-			return api.IPReservation{}, api.NotFound("address %s is not reserved in network %s", a, n.name())
-		}
-		if err != nil {
-			return api.IPReservation{}, fmt.Errorf("ipam: release %s in network %s: %w", a, n.name(), err)
-		}
-		res, err := decodeReservation(kv)
+		w, res, err := m.PrepareRelease(ctx, m.kv.Get, n, a.String(), owners...)
 		if err != nil {
 			return api.IPReservation{}, err
-		}
-		if req.Owner != "" && res.Owner != req.Owner {
-			return api.IPReservation{}, api.Conflict("owner", "address %s in network %s is reserved by owner %s, not %s", a, n.name(), res.Owner, req.Owner)
 		}
 		if req.Node != "" && res.Node != req.Node {
 			return api.IPReservation{}, api.Conflict("node", "address %s in network %s is reserved on node %q, not %s", a, n.name(), res.Node, req.Node)
 		}
-		err = m.releaseOne(ctx, n.UUID, a, kv, res.Owner)
+		rev, err := m.kv.Txn(ctx, w.Cmps, w.Ops)
 		if errors.Is(err, store.ErrConflict) {
 			continue
 		}
 		if err != nil {
 			return api.IPReservation{}, fmt.Errorf("ipam: release %s in network %s: %w", a, n.name(), err)
 		}
+		w.Committed(rev)
 		return res, nil
 	}
 	return api.IPReservation{}, api.Conflict("ip", "network %s: gave up releasing %s after %d conflicting concurrent changes; retry", n.name(), a, maxAttempts)
