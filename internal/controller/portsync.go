@@ -75,7 +75,10 @@ func (r *Registry) SyncPorts(ctx context.Context, node string, req api.PortSyncR
 	if n := len(req.Attach) + len(req.Detach); n > api.MaxPortSyncItems {
 		return resp, api.Invalid("attach", "%d items in one port sync; the limit is %d", n, api.MaxPortSyncItems)
 	}
-	if _, _, err := r.getFQ(ctx, api.KindNode, node); err != nil {
+	// The first attempt reads through rr, which keeps what it read: the
+	// node read here serves the ports' checks too.
+	rr := r.with(newReadOnce(r.kv))
+	if _, _, err := rr.getFQ(ctx, api.KindNode, node); err != nil {
 		if errors.Is(err, api.ErrNotFound) {
 			return resp, api.NotFound("node %q is not registered", node)
 		}
@@ -110,12 +113,13 @@ func (r *Registry) SyncPorts(ctx context.Context, node string, req api.PortSyncR
 	}
 	if len(items) > 1 {
 		var err error
-		if items, err = r.syncTogether(ctx, node, req, items, &resp); err != nil {
+		if items, err = r.syncTogether(ctx, rr, node, req, items, &resp); err != nil {
 			return resp, err
 		}
+		rr = nil // transactions may have committed since: read afresh
 	}
 	for _, it := range items {
-		if err := r.syncAlone(ctx, node, req, it, &resp); err != nil {
+		if err := r.syncAlone(ctx, rr, node, req, it, &resp); err != nil {
 			return resp, err
 		}
 	}
@@ -194,11 +198,11 @@ func (c *txnChunk) join(it *syncItem) bool {
 	return true
 }
 
-// syncTogether tries the items in as few transactions as the limits allow.
-// It returns the items left to do one by one: those of a transaction whose
-// conditions did not hold, and those that could not join one.
-func (r *Registry) syncTogether(ctx context.Context, node string, req api.PortSyncRequest, items []*syncItem, resp *api.PortSyncResponse) ([]*syncItem, error) {
-	rr := r.with(newReadOnce(r.kv))
+// syncTogether tries the items in as few transactions as the limits allow,
+// prepared through rr (a registry reading each key once). It returns the
+// items left to do one by one: those of a transaction whose conditions did
+// not hold, and those that could not join one.
+func (r *Registry) syncTogether(ctx context.Context, rr *Registry, node string, req api.PortSyncRequest, items []*syncItem, resp *api.PortSyncResponse) ([]*syncItem, error) {
 	var chunks []*txnChunk
 	var alone []*syncItem
 	for _, it := range items {
@@ -241,10 +245,16 @@ func (r *Registry) syncTogether(ctx context.Context, node string, req api.PortSy
 }
 
 // syncAlone does one item in transactions of its own until its conditions
-// hold, it fails, or contention outlasts txnRetries.
-func (r *Registry) syncAlone(ctx context.Context, node string, req api.PortSyncRequest, it *syncItem, resp *api.PortSyncResponse) error {
+// hold, it fails, or contention outlasts txnRetries. The first attempt
+// reads through rr when given; every other one reads afresh.
+func (r *Registry) syncAlone(ctx context.Context, rr *Registry, node string, req api.PortSyncRequest, it *syncItem, resp *api.PortSyncResponse) error {
 	for range txnRetries {
-		if err := r.with(newReadOnce(r.kv)).prepareSync(ctx, node, req, it); err != nil {
+		if rr == nil {
+			rr = r.with(newReadOnce(r.kv))
+		}
+		err := rr.prepareSync(ctx, node, req, it)
+		rr = nil
+		if err != nil {
 			if isStoreFailure(err) {
 				return err
 			}
