@@ -398,9 +398,11 @@ func (r *Registry) DeleteNodesByIP(ctx context.Context, ips []netip.Addr) ([]str
 
 // CollectGoneNodes deletes the nodes whose last heartbeat (or, without
 // one, creation) is older than grace, returning their VTEPs, subnets,
-// blocks and addresses to the pools. Each node is freed once: the delete
-// is conditional on the node being unchanged, so a replica racing another
-// or an agent heartbeating at the last moment wins or loses as a whole.
+// blocks and addresses to the pools. Each node's claims are freed once:
+// they go in the transaction that deletes the node, conditional on the
+// node being unchanged since Delete read it. Staleness is judged on the
+// list, not checked again: a node whose agent heartbeats between the list
+// and its delete is deleted all the same.
 func (r *Registry) CollectGoneNodes(ctx context.Context, grace time.Duration) ([]string, error) {
 	now := r.now()
 	objs, _, err := r.List(ctx, api.KindNode, func(o api.Object) bool {

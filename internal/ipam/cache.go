@@ -80,7 +80,7 @@ type netCache struct {
 	blockBits []int
 	// blockLow remembers, per subnet and block length, the lowest block
 	// position not known to be leased: every position below it is a cached
-	// or held block. Cleared whenever a block leaves the cache.
+	// or held block. Cleared whenever a block or a hold leaves the cache.
 	blockLow map[blockLowKey]netip.Prefix
 	// cursors are the next-fit positions, per scanned region.
 	cursors map[netip.Prefix]netip.Addr

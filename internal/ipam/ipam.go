@@ -127,8 +127,10 @@ type made struct {
 // existing reservation. Otherwise addresses are chosen automatically,
 // never from quarantine: without req.Node outside blocks first, then
 // borrowed from blocks; with req.Node from the node's blocks, then from a
-// block newly leased for the node, then anywhere. A dual-stack allocation
-// is all or nothing.
+// block newly leased for the node, then anywhere. req.Count (automatic
+// allocation only) asks for that many addresses per family; a family that
+// runs out after its first address gives fewer. A dual-stack allocation
+// is all or nothing: each family gets at least one address, or none does.
 func (m *IPAM) Allocate(ctx context.Context, n Network, req api.AllocateRequest) ([]api.IPReservation, error) {
 	subs, err := m.subnets(n)
 	if err != nil {
