@@ -157,8 +157,9 @@ func checkAttach(node string, a api.PortAttach) error {
 // etcd's default --max-txn-ops.
 const maxTxnOps = 128
 
-// maxItemAddresses bounds the addresses of one item (as the agent bounds
-// those of one attachment), so that any item fits a transaction.
+// maxItemAddresses bounds the addresses of one item, as the agent bounds
+// those of one attachment. (An item that still does not fit a transaction,
+// with many security groups, fails on its own in syncAlone.)
 const maxItemAddresses = 16
 
 // txnChunk is the items joined in one transaction.
@@ -259,6 +260,12 @@ func (r *Registry) syncAlone(ctx context.Context, rr *Registry, node string, req
 				return err
 			}
 			setSyncResult(resp, it, syncResult(it.field, err))
+			return nil
+		}
+		if len(it.cmps) > maxTxnOps || len(it.ops) > maxTxnOps {
+			// More than one transaction may hold (many security groups):
+			// the item's own failure, not the call's.
+			setSyncResult(resp, it, syncResult(it.field, api.Invalid("", "needs %d conditions and %d writes; one transaction holds at most %d of each", len(it.cmps), len(it.ops), maxTxnOps)))
 			return nil
 		}
 		rev, err := r.kv.Txn(ctx, it.cmps, it.ops)

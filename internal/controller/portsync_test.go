@@ -737,6 +737,22 @@ func TestPortSyncOversizedAndRepeatedItems(t *testing.T) {
 						e.wantReservation(t, x, "spare:node1", "")
 					}
 				}},
+				{"attach whose port has more security groups than one transaction holds", func(t *testing.T, e *psEnv) (api.PortSyncRequest, func(*testing.T, api.PortSyncResult)) {
+					x := e.spare(t)
+					a := attachWith(psUUID(1), "guarded", "sg/eth0", x)
+					for i := range 70 { // two conditions each
+						name := fmt.Sprintf("sg%d", i)
+						e.mustCreate(t, "security-groups", `{"name":"`+name+`"}`)
+						a.Port.SecurityGroups = append(a.Port.SecurityGroups, "default-domain:default-project:"+name)
+					}
+					return api.PortSyncRequest{Attach: []api.PortAttach{a}}, func(t *testing.T, res api.PortSyncResult) {
+						if res.Code != http.StatusBadRequest || res.Field != "attach[0]" || !strings.Contains(res.Error, "one transaction holds at most 128") {
+							t.Errorf("result %+v, want a 400 on attach[0] saying the item does not fit a transaction", res)
+						}
+						e.wantNoPort(t, psUUID(1))
+						e.wantReservation(t, x, "spare:node1", "")
+					}
+				}},
 				{"detach releasing one address twice", func(t *testing.T, e *psEnv) (api.PortSyncRequest, func(*testing.T, api.PortSyncResult)) {
 					x := e.allocate(t, "tw/eth0", "", "")
 					d := api.PortDetach{Network: "blue", Owner: "tw/eth0", IPs: []api.ReleaseIP{{IP: x}, {IP: x}}}
