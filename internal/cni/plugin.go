@@ -130,7 +130,6 @@ func (r *runner) run(ctx context.Context) *Error {
 	if len(data) > maxStdin {
 		return newError(CodeInvalidConfig, nil, "network configuration on stdin is larger than %d bytes", maxStdin)
 	}
-	r.guessVersion(data)
 
 	var conf *NetConf
 	if r.cmd == "ADD" || r.cmd == "CHECK" {
@@ -139,6 +138,7 @@ func (r *runner) run(ctx context.Context) *Error {
 		conf, err = parseLenient(data)
 	}
 	if err != nil {
+		r.guessVersion(data)
 		// Log the refusal where the operator looks, if the log settings
 		// themselves are readable.
 		if lc, lerr := parseLenient(data); lerr == nil {
@@ -146,10 +146,12 @@ func (r *runner) run(ctx context.Context) *Error {
 		}
 		return configError(err)
 	}
+	if slices.Contains(SupportedVersions, conf.CNIVersion) {
+		r.errVersion = resultVersion(conf.CNIVersion)
+	}
 	if verr := r.checkVersion(conf.CNIVersion); verr != nil {
 		return verr
 	}
-	r.errVersion = resultVersion(conf.CNIVersion)
 	r.log, r.closeLog = openLog(conf, r.inv.Program, r.inv.Stderr)
 	for _, w := range conf.Warnings {
 		r.log.Warn("ignoring a bad configuration value", "command", r.cmd, "error", w)
@@ -223,8 +225,8 @@ func (r *runner) environment() (cniEnv, *Error) {
 	return env, nil
 }
 
-// guessVersion sets the cniVersion of error output from stdin before it is
-// fully parsed, when it names a supported version.
+// guessVersion sets the cniVersion of error output from stdin that failed
+// to parse, when it names a supported version.
 func (r *runner) guessVersion(data []byte) {
 	var v struct {
 		CNIVersion string `json:"cniVersion"`

@@ -139,6 +139,38 @@ func TestMainEnvAndConfigErrors(t *testing.T) {
 	}
 }
 
+// TestMainErrorVersion checks the cniVersion of error output: the
+// config's own (0.2.0 for 0.1.0 and none) once it names a supported
+// version, also when the config fails to parse or the version does not
+// allow the command; the plugin's newest otherwise.
+func TestMainErrorVersion(t *testing.T) {
+	fa := startFakeAgent(t)
+	current := SupportedVersions[len(SupportedVersions)-1]
+	for _, tt := range []struct {
+		name  string
+		env   map[string]string
+		stdin string
+		want  string
+	}{
+		{"env error before stdin", without(mesosEnv("ADD"), "CNI_NETNS"), weftConf("0.4.0", fa.socket, ""), current},
+		{"broken json", mesosEnv("ADD"), `{"cniVersion":"0.4.0","name":`, current},
+		{"unsupported version", mesosEnv("ADD"), weftConf("0.5.0", fa.socket, ""), current},
+		{"bad value, 0.4.0", mesosEnv("ADD"), weftConf("0.4.0", fa.socket, `,"mtu":"x"`), "0.4.0"},
+		{"bad value, no version", mesosEnv("ADD"), weftConf("-", fa.socket, `,"mtu":"x"`), "0.2.0"},
+		{"check on 0.3.1", mesosEnv("CHECK"), weftConf("0.3.1", fa.socket, ""), "0.3.1"},
+		{"gc on 1.0.0", map[string]string{"CNI_COMMAND": "GC"}, weftConf("1.0.0", fa.socket, ""), "1.0.0"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if e := cniError(t, runMain(t, tt.env, tt.stdin)); e.CNIVersion != tt.want {
+				t.Errorf("error %+v: cniVersion %q, want %q", e, e.CNIVersion, tt.want)
+			}
+		})
+	}
+	if n := len(fa.Calls()); n != 0 {
+		t.Errorf("the agent got %d calls for invalid invocations", n)
+	}
+}
+
 func without(env map[string]string, keys ...string) map[string]string {
 	for _, k := range keys {
 		delete(env, k)
