@@ -3,8 +3,8 @@
 // unix socket, to attach or detach the container. It may also be installed
 // under the name contrail-cni-plugin and read a Contrail CNI configuration.
 //
-// The binary links only the standard library, the CNI library's types and
-// version packages, and internal/api: no etcd, nftables, netlink or
+// The binary links only the standard library, the CNI library's types,
+// utils and version packages, and internal/api: no etcd, nftables, netlink or
 // net/http code. It is started for every container, so it is built without
 // cgo (see the Makefile) and installs no signal handler: SIGINT or SIGTERM
 // end it at once, which closes its connection to the agent just as a

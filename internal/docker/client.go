@@ -58,7 +58,6 @@ func IsConflict(err error) bool {
 // Ping): the engine's API-Version header, or FallbackAPIVersion.
 type Client struct {
 	host    string // unix:///path
-	socket  string // /path
 	timeout time.Duration
 	http    *http.Client
 
@@ -90,7 +89,7 @@ func NewClient(host string, timeout time.Duration) (*Client, error) {
 		DisableCompression:  true,
 		TLSHandshakeTimeout: time.Second,
 	}
-	return &Client{host: host, socket: socket, timeout: timeout, http: &http.Client{Transport: tr}}, nil
+	return &Client{host: host, timeout: timeout, http: &http.Client{Transport: tr}}, nil
 }
 
 // Host returns the unix:// URL the client talks to.
