@@ -20,6 +20,7 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/weft-sdn/weft/internal/api"
+	"github.com/weft-sdn/weft/internal/kerneltest"
 )
 
 // buildPlugin builds cmd/weft-cni into dir/weft-cni and returns its path.
@@ -28,20 +29,13 @@ func buildPlugin(t *testing.T, dir string) string {
 	if testing.Short() {
 		t.Skip("builds the plugin binary")
 	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("no go command on PATH")
-		}
-		t.Skip("no go command on PATH")
+	if _, err := exec.LookPath("go"); err != nil {
+		kerneltest.Missing(t, "no go command on PATH")
 	}
-	out := filepath.Join(dir, ProgramName)
-	cmd := exec.Command(goBin, "build", "-o", out, "github.com/weft-sdn/weft/cmd/weft-cni")
-	cmd.Dir = "../.."
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, b)
+	if err := kerneltest.BuildCommands(dir, ProgramName); err != nil {
+		t.Fatal(err)
 	}
-	return out
+	return filepath.Join(dir, ProgramName)
 }
 
 // copyFile installs the plugin under another name.

@@ -120,7 +120,7 @@ func (l *Linux) Attach(ctx context.Context, n Network, ep Endpoint) (_ Endpoint,
 		if err := l.configureContainer(ctx, ch, cl, ep, addrs, host.Attrs().HardwareAddr, false); err != nil {
 			return ep, fmt.Errorf("attach %s: %w", what, err)
 		}
-		if err := l.ensureEndpointRoutes(ctx, r, host, ep, false); err != nil {
+		if err := l.ensureEndpointRoutes(ctx, r, host, ep); err != nil {
 			return ep, fmt.Errorf("attach %s: %w", what, err)
 		}
 		l.log.InfoContext(ctx, "attachment already present", "container", ep.ContainerID, "ifname", ep.IfName, "netns", r.name, "hostif", ep.HostIf)
@@ -210,8 +210,8 @@ func (l *Linux) attachmentDiff(ch *netlink.Handle, cl netlink.Link, ep Endpoint)
 		return err.Error()
 	}
 	want := slices.Clone(ep.IPs)
-	slices.SortFunc(want, comparePrefix)
-	slices.SortFunc(have, comparePrefix)
+	slices.SortFunc(want, netip.Prefix.Compare)
+	slices.SortFunc(have, netip.Prefix.Compare)
 	if !slices.Equal(have, want) {
 		diffs = append(diffs, fmt.Sprintf("addresses %v, want %v", have, want))
 	}
@@ -256,7 +256,7 @@ func (l *Linux) checkAddrsFree(r *router, ep Endpoint) error {
 func (l *Linux) configureHost(ctx context.Context, r *router, host netlink.Link, fresh bool) error {
 	if !fresh {
 		name := host.Attrs().Name
-		if err := l.ensureSysctls(ctx, r.path, r.name, []sysctl{{key: "ipv4/conf/" + name + "/proxy_arp", value: "0"}}); err != nil {
+		if err := l.ensureSysctls(ctx, r.path, r.name, []kernelnet.Sysctl{{Key: "ipv4/conf/" + name + "/proxy_arp", Value: "0"}}); err != nil {
 			return err
 		}
 	}
@@ -563,19 +563,29 @@ func (l *Linux) addEndpointRoutes(ctx context.Context, r *router, host netlink.L
 }
 
 // ensureEndpointRoutes puts a host route and a permanent neighbour entry
-// per address of ep on its host veth. With prune, other routes and
-// permanent entries on that veth are removed.
-func (l *Linux) ensureEndpointRoutes(ctx context.Context, r *router, host netlink.Link, ep Endpoint, prune bool) error {
+// per address of ep on its host veth, from fresh dumps. Other routes and
+// entries on the veth are left alone (Sync prunes them).
+func (l *Linux) ensureEndpointRoutes(ctx context.Context, r *router, host netlink.Link, ep Endpoint) error {
 	var routes []wantRoute
 	neighs := map[netip.Addr]net.HardwareAddr{}
 	for _, ip := range ep.IPs {
 		routes = append(routes, wantRoute{dst: hostPrefix(ip.Addr()), link: host})
 		neighs[ip.Addr()] = ep.MAC
 	}
-	if err := l.reconcileRoutes(ctx, r, routes, []netlink.Link{host}, prune); err != nil {
+	have, err := listTable(r.h, unix.RT_TABLE_MAIN)
+	if err != nil {
+		return fmt.Errorf("list routes in %s: %w", r.name, err)
+	}
+	dels, adds := planRoutes(have, routes, func(i int) bool { return i == host.Attrs().Index }, false)
+	if err := errors.Join(l.deleteRoutes(ctx, r, dels), l.replaceRoutes(ctx, r, adds)); err != nil {
 		return err
 	}
-	return l.reconcileNeighs(ctx, r, host, neighs, prune)
+	haveNeighs, err := kernelnet.Retry(func() ([]netlink.Neigh, error) { return r.h.NeighList(host.Attrs().Index, netlink.FAMILY_ALL) })
+	if err != nil {
+		return fmt.Errorf("list neighbours of %s in %s: %w", host.Attrs().Name, r.name, err)
+	}
+	ndels, nadds := planNeighs(haveNeighs, neighs, false)
+	return l.applyNeighs(ctx, r, host, ndels, nadds, neighs)
 }
 
 // openHostVeth opens n's router namespace and finds ep's host veth in it.
@@ -663,7 +673,7 @@ func (l *Linux) Detach(ctx context.Context, n Network, ep Endpoint) error {
 	// Source rules of a secondary interface outlive it: remove them while
 	// the container end still identifies its table.
 	if ep.Netns != "" && ep.IfName != "" && netns.IsNetns(ep.Netns) {
-		if ch, err := handleAt(ep.Netns); err == nil {
+		if ch, err := netns.NewHandle(ep.Netns); err == nil {
 			if cl, err := ch.LinkByName(ep.IfName); err == nil && kernelnet.IsVethPeer(link, cl) {
 				if err := l.removeSourceRules(ctx, ch, ep.Netns, cl); err != nil {
 					l.log.WarnContext(ctx, "detach: remove source rules", "netns", ep.Netns, "err", err)
@@ -710,7 +720,7 @@ func (l *Linux) Check(ctx context.Context, n Network, ep Endpoint) error {
 	case !netns.IsNetns(ep.Netns):
 		miss("container netns %s", ep.Netns)
 	default:
-		if ch, err = handleAt(ep.Netns); err != nil {
+		if ch, err = netns.NewHandle(ep.Netns); err != nil {
 			return fmt.Errorf("check %s: %w", what, err)
 		}
 		defer ch.Close()

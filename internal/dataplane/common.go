@@ -522,23 +522,12 @@ func (d *nsDump) write(b *strings.Builder) {
 	}
 }
 
-func comparePrefix(a, b netip.Prefix) int {
-	if c := a.Addr().Compare(b.Addr()); c != 0 {
-		return c
-	}
-	return a.Bits() - b.Bits()
-}
-
 // slogLevel is Info when something happened, Debug otherwise.
 func slogLevel(eventful bool) slog.Level {
 	if eventful {
 		return slog.LevelInfo
 	}
 	return slog.LevelDebug
-}
-
-func fmtSysctl(key, value string) string {
-	return "sysctl net." + strings.ReplaceAll(key, "/", ".") + "=" + value
 }
 
 // defaultMetric is the metric the kernel gives a route without one.

@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/weft-sdn/weft/internal/kerneltest"
 	"io"
 	"log/slog"
 	"net"
@@ -26,6 +25,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weft-sdn/weft/internal/kernelnet"
+	"github.com/weft-sdn/weft/internal/kerneltest"
 	"github.com/weft-sdn/weft/internal/netns"
 )
 
@@ -471,7 +471,7 @@ func TestTwoNodes(t *testing.T) {
 // routerHandle opens node i's router namespace of vni.
 func (e *env) routerHandle(t *testing.T, i, vni int) *netlink.Handle {
 	t.Helper()
-	h, err := handleAt(netns.Path(RouterNamespace(e.cfgs[i].NamePrefix, vni)))
+	h, err := netns.NewHandle(netns.Path(RouterNamespace(e.cfgs[i].NamePrefix, vni)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -591,7 +591,7 @@ func testAttachIdempotent(t *testing.T, e *env) {
 func testCheckMissing(t *testing.T, e *env) {
 	dp := e.dps[0]
 	ep := e.attached[0][blue.VNI][0]
-	ch, err := handleAt(ep.Netns)
+	ch, err := netns.NewHandle(ep.Netns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -683,7 +683,7 @@ func testDetach(t *testing.T, e *env, specs []netSpec) {
 	if err := dp.Detach(e.ctx, blue, ep); err != nil {
 		t.Fatalf("second detach: %v", err)
 	}
-	ch, err := handleAt(ep.Netns)
+	ch, err := netns.NewHandle(ep.Netns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -803,7 +803,7 @@ func TestAttachFailureLeavesNothing(t *testing.T) {
 
 func assertNoContainerLink(t *testing.T, path, name string) {
 	t.Helper()
-	h, err := handleAt(path)
+	h, err := netns.NewHandle(path)
 	if err != nil {
 		t.Fatal(err)
 	}

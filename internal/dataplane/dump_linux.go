@@ -74,7 +74,7 @@ func (l *Linux) dumpRouter(name string) (*nsDump, error) {
 		return nil, fmt.Errorf("read sysctls in %s: %w", name, err)
 	}
 	for _, s := range sysctls {
-		d.sysctls = append(d.sysctls, fmtSysctl(s.Key, s.Value))
+		d.sysctls = append(d.sysctls, s.String())
 	}
 
 	links, err := kernelnet.Retry(r.h.LinkList)

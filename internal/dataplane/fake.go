@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/weft-sdn/weft/internal/kernelnet"
 )
 
 // Fake is an in-memory data plane for tests of its consumers. It follows
@@ -215,8 +217,8 @@ func fakeDiff(have, want Endpoint) string {
 		d = append(d, fmt.Sprintf("mtu %d, want %d", have.MTU, want.MTU))
 	}
 	h, w := slices.Clone(have.IPs), slices.Clone(want.IPs)
-	slices.SortFunc(h, comparePrefix)
-	slices.SortFunc(w, comparePrefix)
+	slices.SortFunc(h, netip.Prefix.Compare)
+	slices.SortFunc(w, netip.Prefix.Compare)
 	if !slices.Equal(h, w) {
 		d = append(d, fmt.Sprintf("addresses %v, want %v", h, w))
 	}
@@ -405,7 +407,10 @@ func (f *Fake) Dump(ctx context.Context) (string, error) {
 func (f *Fake) render(cfg Config, fn *fakeNet) *nsDump {
 	vx := VXLANName(fn.n.VNI)
 	d := &nsDump{name: RouterNamespace(cfg.NamePrefix, fn.n.VNI)}
-	d.sysctls = []string{fmtSysctl("ipv4/ip_forward", "1"), fmtSysctl("ipv6/conf/all/forwarding", "1")}
+	d.sysctls = []string{
+		kernelnet.Sysctl{Key: "ipv4/ip_forward", Value: "1"}.String(),
+		kernelnet.Sysctl{Key: "ipv6/conf/all/forwarding", Value: "1"}.String(),
+	}
 	d.links = []string{
 		fmtLinkLine("lo", "device", "", nil, 65536, true),
 		fmtLinkLine(vx, "vxlan", fmtVXLANExtra(fn.n.VNI, cfg.Underlay, cfg.VXLANPort, false), cfg.VTEPMAC, f.netMTU(cfg, fn.n), true),

@@ -9,8 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,7 +39,9 @@ const addrGenModeNone = 1
 //     created it);
 //   - a lock per endpoint (host veth name): Attach, Withdraw, Detach,
 //     Check, and Sync's repairs of that endpoint's routes and neighbour
-//     entries.
+//     entries;
+//   - a lock per container namespace (see containers), while Attach
+//     configures the container's end.
 type Linux struct {
 	cfg     Config
 	log     *slog.Logger
@@ -121,29 +121,7 @@ func (l *Linux) hook(stage string) error {
 }
 
 // nodeHandle returns a netlink handle in the node namespace.
-func (l *Linux) nodeHandle() (*netlink.Handle, error) {
-	if l.cfg.NodeNetns == "" {
-		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
-		if err != nil {
-			return nil, fmt.Errorf("netlink handle: %w", err)
-		}
-		return h, nil
-	}
-	return handleAt(l.cfg.NodeNetns)
-}
-
-func handleAt(path string) (*netlink.Handle, error) {
-	ns, err := netns.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
-	if err != nil {
-		return nil, fmt.Errorf("netlink handle in %s: %w", path, err)
-	}
-	return h, nil
-}
+func (l *Linux) nodeHandle() (*netlink.Handle, error) { return netns.NewHandle(l.cfg.NodeNetns) }
 
 // router is an open router namespace.
 type router struct {
@@ -447,49 +425,29 @@ func (l *Linux) ensureRouter(ctx context.Context, n Network, create bool) (r *ro
 	return r, created, nil
 }
 
-// sysctl is one /proc/sys/net setting; optional ones may be absent (no
-// IPv6).
-type sysctl struct {
-	key, value string
-	optional   bool
-}
-
-var routerSysctls = []sysctl{
-	{key: "ipv4/ip_forward", value: "1"},
+var routerSysctls = []kernelnet.Sysctl{
+	{Key: "ipv4/ip_forward", Value: "1"},
 	// New host veths inherit it (see configureHost).
-	{key: "ipv4/conf/default/proxy_arp", value: "0"},
-	{key: "ipv6/conf/all/forwarding", value: "1", optional: true},
-	{key: "ipv6/conf/default/forwarding", value: "1", optional: true},
+	{Key: "ipv4/conf/default/proxy_arp", Value: "0"},
+	{Key: "ipv6/conf/all/forwarding", Value: "1", Optional: true},
+	{Key: "ipv6/conf/default/forwarding", Value: "1", Optional: true},
 }
 
-// ensureSysctls sets /proc/sys/net/<key> inside the namespace at path,
-// writing only values that differ.
-func (l *Linux) ensureSysctls(ctx context.Context, path, name string, kv []sysctl) error {
-	var written []string
-	err := netns.Do(path, func() error {
-		for _, s := range kv {
-			p := "/proc/sys/net/" + s.key
-			cur, err := os.ReadFile(p)
-			if err != nil {
-				if s.optional && errors.Is(err, os.ErrNotExist) {
-					continue
-				}
-				return fmt.Errorf("read sysctl %s in %s: %w", s.key, name, err)
-			}
-			if strings.TrimSpace(string(cur)) == s.value {
-				continue
-			}
-			if err := os.WriteFile(p, []byte(s.value), 0o644); err != nil {
-				return fmt.Errorf("set sysctl %s=%s in %s: %w", s.key, s.value, name, err)
-			}
-			written = append(written, s.key+"="+s.value)
-		}
-		return nil
+// ensureSysctls applies settings inside the namespace at path (named
+// name), writing only values that differ.
+func (l *Linux) ensureSysctls(ctx context.Context, path, name string, settings []kernelnet.Sysctl) error {
+	var written []kernelnet.Sysctl
+	err := netns.Do(path, func() (err error) {
+		written, err = kernelnet.EnsureSysctls(settings)
+		return err
 	})
 	for _, w := range written {
-		l.changed(ctx, "set sysctl", "netns", name, "sysctl", w)
+		l.changed(ctx, "set sysctl", "netns", name, "sysctl", w.Key+"="+w.Value)
 	}
-	return err
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
 }
 
 func (l *Linux) ensureUp(ctx context.Context, h *netlink.Handle, link netlink.Link, ns string) error {

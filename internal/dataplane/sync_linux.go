@@ -118,7 +118,7 @@ func (l *Linux) syncNetwork(ctx context.Context, ns NetworkState) error {
 	}
 
 	routes := make([]wantRoute, 0, len(plan.routes))
-	for _, pre := range slices.SortedFunc(maps.Keys(plan.routes), comparePrefix) {
+	for _, pre := range slices.SortedFunc(maps.Keys(plan.routes), netip.Prefix.Compare) {
 		routes = append(routes, wantRoute{dst: pre, via: plan.routes[pre], link: vx})
 	}
 	owned := map[int]netlink.Link{vx.Attrs().Index: vx}
@@ -199,14 +199,15 @@ func (l *Linux) syncNetwork(ctx context.Context, ns NetworkState) error {
 		errs = append(errs, l.onLink(ctx, r, owned[i], vx, func() error { return l.replaceRoutes(ctx, r, addsOf[i]) }))
 	}
 	// Neighbour entries.
-	errs = append(errs, l.applyNeighs(ctx, r, vx, neighsOf[vx.Attrs().Index], plan.neighs, true))
+	vdels, vadds := planNeighs(neighsOf[vx.Attrs().Index], plan.neighs, true)
+	errs = append(errs, l.applyNeighs(ctx, r, vx, vdels, vadds, plan.neighs))
 	for _, e := range eps {
 		ndels, nadds := planNeighs(neighsOf[e.link.Attrs().Index], e.neighs, true)
 		if len(ndels)+len(nadds) == 0 {
 			continue
 		}
 		errs = append(errs, l.onLink(ctx, r, e.link, vx, func() error {
-			return l.applyNeighs(ctx, r, e.link, neighsOf[e.link.Attrs().Index], e.neighs, true)
+			return l.applyNeighs(ctx, r, e.link, ndels, nadds, e.neighs)
 		}))
 	}
 	if err := l.reconcileFDB(ctx, r, vx, plan); err != nil {
@@ -344,19 +345,6 @@ func (l *Linux) replaceRoutes(ctx context.Context, r *router, want []wantRoute) 
 	return errors.Join(errs...)
 }
 
-// reconcileRoutes makes the main table of r hold want, from a fresh dump
-// (see planRoutes); the caller holds what the links need.
-func (l *Linux) reconcileRoutes(ctx context.Context, r *router, want []wantRoute, owned []netlink.Link, prune bool) error {
-	have, err := listTable(r.h, unix.RT_TABLE_MAIN)
-	if err != nil {
-		return fmt.Errorf("list routes in %s: %w", r.name, err)
-	}
-	dels, adds := planRoutes(have, want, func(i int) bool {
-		return slices.ContainsFunc(owned, func(o netlink.Link) bool { return o.Attrs().Index == i })
-	}, prune)
-	return errors.Join(l.deleteRoutes(ctx, r, dels), l.replaceRoutes(ctx, r, adds))
-}
-
 // planNeighs compares the neighbour entries of one link (have) with want:
 // missing or different permanent entries are set; other permanent entries
 // are deleted when prune is set. Dynamic entries are left alone.
@@ -386,10 +374,9 @@ func planNeighs(have []netlink.Neigh, want map[netip.Addr]net.HardwareAddr, prun
 	return dels, adds
 }
 
-// applyNeighs makes want the permanent neighbour entries of link, given
-// its current entries (have; see planNeighs).
-func (l *Linux) applyNeighs(ctx context.Context, r *router, link netlink.Link, have []netlink.Neigh, want map[netip.Addr]net.HardwareAddr, prune bool) error {
-	dels, adds := planNeighs(have, want, prune)
+// applyNeighs deletes the neighbour entries dels of link and sets the
+// entries of want at adds (see planNeighs).
+func (l *Linux) applyNeighs(ctx context.Context, r *router, link netlink.Link, dels []netlink.Neigh, adds []netip.Addr, want map[netip.Addr]net.HardwareAddr) error {
 	var errs []error
 	for _, nb := range dels {
 		ip := kernelnet.AddrOf(nb.IP)
@@ -405,16 +392,6 @@ func (l *Linux) applyNeighs(ctx context.Context, r *router, link netlink.Link, h
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// reconcileNeighs makes want the permanent neighbour entries of link,
-// from a fresh dump (see planNeighs).
-func (l *Linux) reconcileNeighs(ctx context.Context, r *router, link netlink.Link, want map[netip.Addr]net.HardwareAddr, prune bool) error {
-	have, err := kernelnet.Retry(func() ([]netlink.Neigh, error) { return r.h.NeighList(link.Attrs().Index, netlink.FAMILY_ALL) })
-	if err != nil {
-		return fmt.Errorf("list neighbours of %s in %s: %w", link.Attrs().Name, r.name, err)
-	}
-	return l.applyNeighs(ctx, r, link, have, want, prune)
 }
 
 // reconcileFDB makes the VXLAN device's FDB hold exactly one permanent

@@ -33,10 +33,7 @@ func requireTools(t *testing.T, tools ...string) {
 	t.Helper()
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s not found; CI installs docker.io and busybox-static", tool)
-			}
-			t.Skipf("%s not found", tool)
+			kerneltest.Missing(t, "%s not found (CI installs docker.io and busybox-static)", tool)
 		}
 	}
 }
@@ -108,12 +105,7 @@ func randomPrefix(t *testing.T) string {
 func route(t *testing.T, dockerNode, peer netns.LabNode, subnet netip.Prefix, peerAddr netip.Addr) {
 	t.Helper()
 	at := func(path string) *netlink.Handle {
-		ns, err := netns.Open(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ns.Close()
-		h, err := netlink.NewHandleAt(ns)
+		h, err := netns.NewHandle(path)
 		if err != nil {
 			t.Fatal(err)
 		}

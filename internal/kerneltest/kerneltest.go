@@ -15,13 +15,21 @@ import (
 // fails: CI runs as root, so a skip there would hide the test.
 func RequireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() == 0 {
-		return
+	if os.Geteuid() != 0 {
+		Missing(t, "this test needs root (CI runs as root)")
 	}
+}
+
+// Missing ends a test that lacks something it needs (root, a tool, a
+// package's file), with the message format and args say: under CI=true,
+// where everything is installed and a skip would hide the test, it fails;
+// elsewhere it skips.
+func Missing(t testing.TB, format string, args ...any) {
+	t.Helper()
 	if os.Getenv("CI") == "true" {
-		t.Fatal("this test needs root, and CI runs as root")
+		t.Fatalf(format, args...)
 	}
-	t.Skip("needs root")
+	t.Skipf(format, args...)
 }
 
 // BuildCommands builds the named commands of cmd/ (relative to the test's

@@ -59,7 +59,7 @@ func NewLab(prefix string, n int) (lab *Lab, err error) {
 	if err := NewNamed(lab.Fabric); err != nil {
 		return nil, err
 	}
-	h, err := handleAt(Path(lab.Fabric))
+	h, err := NewHandle(Path(lab.Fabric))
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +104,7 @@ func (l *Lab) AddNode() (LabNode, error) {
 	}
 	l.Nodes = append(l.Nodes, node)
 
-	fh, err := handleAt(Path(l.Fabric))
+	fh, err := NewHandle(Path(l.Fabric))
 	if err != nil {
 		return LabNode{}, err
 	}
@@ -138,7 +138,7 @@ func (l *Lab) AddNode() (LabNode, error) {
 		return LabNode{}, fmt.Errorf("set %s up in %s: %w", fabIf, l.Fabric, err)
 	}
 
-	nh, err := handleAt(node.Path)
+	nh, err := NewHandle(node.Path)
 	if err != nil {
 		return LabNode{}, err
 	}
@@ -167,7 +167,7 @@ func (l *Lab) AddContainer(name string) (string, error) {
 	if err := NewNamed(ns); err != nil {
 		return "", err
 	}
-	h, err := handleAt(Path(ns))
+	h, err := NewHandle(Path(ns))
 	if err != nil {
 		return "", err
 	}
@@ -192,19 +192,6 @@ func (l *Lab) Close() error {
 	}
 	l.Nodes = nil
 	return errors.Join(errs...)
-}
-
-func handleAt(path string) (*netlink.Handle, error) {
-	ns, err := Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		return nil, fmt.Errorf("netlink handle in %s: %w", path, err)
-	}
-	return h, nil
 }
 
 func loUp(h *netlink.Handle) error {

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/vishvananda/netlink"
 	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -148,6 +149,29 @@ func Open(path string) (vnetns.NsHandle, error) {
 	h, err := vnetns.GetFromPath(path)
 	if err != nil {
 		return vnetns.None(), fmt.Errorf("open netns %s: %w", path, err)
+	}
+	return h, nil
+}
+
+// NewHandle returns a netlink (route) handle in the namespace at path, or
+// in the calling thread's namespace when path is ""; close it when done.
+// The namespace itself is not kept open: the handle's socket holds it.
+func NewHandle(path string) (*netlink.Handle, error) {
+	if path == "" {
+		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+		if err != nil {
+			return nil, fmt.Errorf("netlink handle: %w", err)
+		}
+		return h, nil
+	}
+	ns, err := Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("netlink handle in %s: %w", path, err)
 	}
 	return h, nil
 }

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"github.com/weft-sdn/weft/internal/kerneltest"
 	"os"
 	"os/exec"
 	"runtime"
@@ -14,6 +13,8 @@ import (
 	"testing"
 
 	vnetns "github.com/vishvananda/netns"
+
+	"github.com/weft-sdn/weft/internal/kerneltest"
 )
 
 func randomPrefix(t *testing.T) string {
@@ -128,10 +129,7 @@ func TestNewNamedExistsAndDeleteIdempotent(t *testing.T) {
 func TestLab(t *testing.T) {
 	kerneltest.RequireRoot(t)
 	if _, err := exec.LookPath("ping"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("no ping; CI installs iputils-ping")
-		}
-		t.Skip("no ping")
+		kerneltest.Missing(t, "no ping (CI installs iputils-ping)")
 	}
 	prefix := randomPrefix(t)
 	cleanupPrefix(t, prefix)
@@ -153,5 +151,36 @@ func TestLab(t *testing.T) {
 	}
 	if left, _ := List(prefix); len(left) != 0 {
 		t.Errorf("left after Close: %v", left)
+	}
+}
+
+func TestNewHandle(t *testing.T) {
+	if _, err := NewHandle("/nonexistent/netns"); err == nil {
+		t.Error("NewHandle of a missing path: no error")
+	}
+	h, err := NewHandle("")
+	if err != nil {
+		t.Fatalf("NewHandle(\"\"): %v", err)
+	}
+	h.Close()
+
+	kerneltest.RequireRoot(t)
+	prefix := randomPrefix(t)
+	cleanupPrefix(t, prefix)
+	name := prefix + "h"
+	if err := NewNamed(name); err != nil {
+		t.Fatal(err)
+	}
+	h, err = NewHandle(Path(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	links, err := h.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(links) != 1 || links[0].Attrs().Name != "lo" {
+		t.Errorf("links of a new namespace through the handle: %v, want only lo", links)
 	}
 }

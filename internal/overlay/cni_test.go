@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/weft-sdn/weft/internal/cni"
+	"github.com/weft-sdn/weft/internal/kerneltest"
 )
 
 // dcosPortMapperConf is the CNI file the DC/OS agent module writes for agent
@@ -205,10 +206,7 @@ func TestAgentCNIOptions(t *testing.T) {
 func TestMesosCNIConfigHostLocal(t *testing.T) {
 	const plugin = "/usr/lib/cni/host-local"
 	if _, err := os.Stat(plugin); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s missing: install containernetworking-plugins", plugin)
-		}
-		t.Skipf("%s missing", plugin)
+		kerneltest.Missing(t, "%s missing (CI installs containernetworking-plugins)", plugin)
 	}
 	dual := BuildAgentOverlay(DefaultDCOS(), OverlayInfo{Name: "ds", Subnet: "10.0.0.0/8", Prefix: 24, Subnet6: "fd02::/64", Prefix6: 80},
 		mustAddr("44.128.0.2"), netip.Addr{}, nil, mustPrefix("10.0.3.0/24"), mustPrefix("fd02:0:0:0:3::/80"), true, true)

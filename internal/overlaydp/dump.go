@@ -108,10 +108,6 @@ func fmtRule(prio int, src netip.Prefix, table int) string {
 	return fmt.Sprintf("rule %d from %s lookup %d", prio, src, table)
 }
 
-func fmtSysctl(key, value string) string {
-	return "sysctl net." + strings.ReplaceAll(key, "/", ".") + "=" + value
-}
-
 // mainTable is the kernel's main routing table (RT_TABLE_MAIN).
 const mainTable = 254
 

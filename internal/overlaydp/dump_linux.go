@@ -99,7 +99,7 @@ func (l *Linux) dump(ctx context.Context) (*dumpText, error) {
 		return nil, fmt.Errorf("read sysctls: %w", err)
 	}
 	for _, s := range sysctls {
-		d.sysctls = append(d.sysctls, fmtSysctl(s.Key, s.Value))
+		d.sysctls = append(d.sysctls, s.String())
 	}
 	return d, nil
 }

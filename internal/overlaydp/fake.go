@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/weft-sdn/weft/internal/kernelnet"
 )
 
 // Fake is an in-memory data plane for tests of its consumers. Sync
@@ -119,7 +121,7 @@ func (f *Fake) Dump(ctx context.Context) (string, error) {
 	if f.ipv6Fwd {
 		fwd6 = "1"
 	}
-	d.sysctls = []string{fmtSysctl(sysctlForward4, "1"), fmtSysctl(sysctlForward6, fwd6)}
+	d.sysctls = []string{kernelnet.Sysctl{Key: sysctlForward4, Value: "1"}.String(), kernelnet.Sysctl{Key: sysctlForward6, Value: fwd6}.String()}
 	return d.String(), nil
 }
 

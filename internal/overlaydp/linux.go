@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -18,7 +17,6 @@ import (
 	"sync/atomic"
 
 	"github.com/vishvananda/netlink"
-	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 	"sigs.k8s.io/knftables"
 
@@ -83,20 +81,9 @@ func NewLinux(opts Options) (*Linux, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	var h *netlink.Handle
-	var err error
-	if opts.Netns == "" {
-		h, err = netlink.NewHandle(unix.NETLINK_ROUTE)
-	} else {
-		var ns vnetns.NsHandle
-		if ns, err = netns.Open(opts.Netns); err != nil {
-			return nil, fmt.Errorf("overlay data plane: %w", err)
-		}
-		h, err = netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
-		ns.Close()
-	}
+	h, err := netns.NewHandle(opts.Netns)
 	if err != nil {
-		return nil, fmt.Errorf("overlay data plane: netlink handle in %s: %w", nsName(opts.Netns), err)
+		return nil, fmt.Errorf("overlay data plane: %w", err)
 	}
 	return &Linux{opts: opts, log: log.With("netns", nsName(opts.Netns)), h: h}, nil
 }
@@ -177,9 +164,9 @@ func (l *Linux) Sync(ctx context.Context, s State) error {
 }
 
 func (l *Linux) sync(ctx context.Context, p plan) error {
-	sys := []sysctl{{key: sysctlForward4, value: "1"}}
+	sys := []kernelnet.Sysctl{{Key: sysctlForward4, Value: "1"}}
 	if p.ipv6 {
-		sys = append(sys, sysctl{key: sysctlForward6, value: "1"})
+		sys = append(sys, kernelnet.Sysctl{Key: sysctlForward6, Value: "1"})
 	}
 	if err := l.ensureSysctls(ctx, sys); err != nil {
 		return err
@@ -202,31 +189,16 @@ func (l *Linux) sync(ctx context.Context, p plan) error {
 	return errors.Join(errs...)
 }
 
-// sysctl is one /proc/sys/net setting.
-type sysctl struct{ key, value string }
-
-// ensureSysctls writes the values that differ, inside the namespace.
-func (l *Linux) ensureSysctls(ctx context.Context, kv []sysctl) error {
-	var written []string
-	err := l.inNetns(func() error {
-		for _, s := range kv {
-			p := "/proc/sys/net/" + s.key
-			cur, err := os.ReadFile(p)
-			if err != nil {
-				return fmt.Errorf("read sysctl %s: %w", s.key, err)
-			}
-			if strings.TrimSpace(string(cur)) == s.value {
-				continue
-			}
-			if err := os.WriteFile(p, []byte(s.value), 0o644); err != nil {
-				return fmt.Errorf("set sysctl %s=%s: %w", s.key, s.value, err)
-			}
-			written = append(written, s.key+"="+s.value)
-		}
-		return nil
+// ensureSysctls applies settings inside the namespace, writing only the
+// values that differ.
+func (l *Linux) ensureSysctls(ctx context.Context, settings []kernelnet.Sysctl) error {
+	var written []kernelnet.Sysctl
+	err := l.inNetns(func() (err error) {
+		written, err = kernelnet.EnsureSysctls(settings)
+		return err
 	})
 	for _, w := range written {
-		l.changed(ctx, "set sysctl", "sysctl", w)
+		l.changed(ctx, "set sysctl", "sysctl", w.Key+"="+w.Value)
 	}
 	return err
 }
@@ -308,7 +280,7 @@ func (l *Linux) ensureVTEP(ctx context.Context, v VTEP) (netlink.Link, error) {
 		return nil, err
 	}
 	if v.IP6.IsValid() {
-		if err := l.ensureSysctls(ctx, []sysctl{{key: "ipv6/conf/" + v.Name + "/disable_ipv6", value: "0"}}); err != nil {
+		if err := l.ensureSysctls(ctx, []kernelnet.Sysctl{{Key: "ipv6/conf/" + v.Name + "/disable_ipv6", Value: "0"}}); err != nil {
 			return nil, err
 		}
 	}
@@ -449,7 +421,7 @@ func (l *Linux) ensureBridge(ctx context.Context, b planBridge) error {
 		return err
 	}
 	if slices.ContainsFunc(b.addrs, func(p netip.Prefix) bool { return p.Addr().Is6() }) {
-		if err := l.ensureSysctls(ctx, []sysctl{{key: "ipv6/conf/" + b.name + "/disable_ipv6", value: "0"}}); err != nil {
+		if err := l.ensureSysctls(ctx, []kernelnet.Sysctl{{Key: "ipv6/conf/" + b.name + "/disable_ipv6", Value: "0"}}); err != nil {
 			return err
 		}
 	}

@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	vnetns "github.com/vishvananda/netns"
 
 	"github.com/weft-sdn/weft/internal/kerneltest"
 	"github.com/weft-sdn/weft/internal/netns"
@@ -269,7 +268,7 @@ func TestKernelOverlay(t *testing.T) {
 
 	t.Run("vtep matches dcos-net", func(t *testing.T) {
 		fx := fixtureVTEP(t)
-		h, err := netlink.NewHandleAt(mustOpen(t, kl.lab.Nodes[0].Path))
+		h, err := netns.NewHandle(kl.lab.Nodes[0].Path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -515,14 +514,4 @@ func TestKernelEmptySyncRemovesAll(t *testing.T) {
 	if d := dump(t, l); d != "" {
 		t.Errorf("dump after an empty sync:\n%s", d)
 	}
-}
-
-func mustOpen(t *testing.T, path string) vnetns.NsHandle {
-	t.Helper()
-	h, err := netns.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
-	return h
 }

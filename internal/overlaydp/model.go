@@ -452,7 +452,7 @@ func makePlan(s State, ruleTable int) (plan, []string) {
 		}
 	}
 	p.nat.sort()
-	slices.SortFunc(p.rules, comparePrefix)
+	slices.SortFunc(p.rules, netip.Prefix.Compare)
 	slices.SortFunc(p.bridges, func(a, b planBridge) int { return strings.Compare(a.name, b.name) })
 
 	var warns []string
@@ -511,7 +511,7 @@ func makePlan(s State, ruleTable int) (plan, []string) {
 		if a.table != b.table {
 			return a.table - b.table
 		}
-		return comparePrefix(a.dst, b.dst)
+		return a.dst.Compare(b.dst)
 	})
 	return p, warns
 }
@@ -522,11 +522,4 @@ func (p plan) bridgeNames() []string {
 		out = append(out, b.name)
 	}
 	return out
-}
-
-func comparePrefix(a, b netip.Prefix) int {
-	if c := a.Addr().Compare(b.Addr()); c != 0 {
-		return c
-	}
-	return a.Bits() - b.Bits()
 }

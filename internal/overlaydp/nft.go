@@ -43,7 +43,7 @@ type natPlan struct {
 
 func (n *natPlan) sort() {
 	for _, s := range [][]netip.Prefix{n.overlays4, n.overlays6, n.masq4, n.masq6} {
-		slices.SortFunc(s, comparePrefix)
+		slices.SortFunc(s, netip.Prefix.Compare)
 	}
 }
 
