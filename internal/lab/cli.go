@@ -40,10 +40,11 @@ Commands:
            interface per --network: eth0, eth1, ...; default network if none)
   task run NAME --node NODE --overlay dcos|dcos6 [-- CMD...]
            launch a task on an overlay (the CNI network the node's agent wrote)
-  task list                        tasks with their nodes, states and addresses
+  task list [-o table|json]        tasks with their nodes, states and addresses
   task kill NAME                   kill a task (its networks are detached, CNI DEL)
   exec NAME -- CMD...              run a command inside a task's network namespace
-  matrix                           ping every task from every task: who reaches whom
+  matrix [-o table|json]           a TCP connection from every task interface to every other
+                                   task's addresses, answered by name: who reaches whom
   mesos-agent [flags]              run a Mesos agent emulator (lab up starts one per node)
   marathon [flags]                 run the Marathon API emulator (lab up starts one)
   responder --name NAME            answer TCP :7777 with NAME (the default command of lab tasks)
@@ -132,6 +133,27 @@ func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
 	fs.SetOutput(stderr)
 	dir := fs.String("state-dir", defaultStateDir, "directory of the lab's state, logs and sockets (or $WEFT_LAB_STATE_DIR)")
 	return fs, dir
+}
+
+// outputFlag defines -o on fs; the function it returns, called after
+// parsing, reports whether JSON was asked for.
+func outputFlag(fs *flag.FlagSet) func() (bool, error) {
+	out := fs.String("o", "table", "output: table or json")
+	return func() (bool, error) {
+		switch *out {
+		case "table":
+			return false, nil
+		case "json":
+			return true, nil
+		}
+		return false, usageError{fmt.Errorf("-o %q: want table or json", *out)}
+	}
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 func parse(fs *flag.FlagSet, args []string) error {
@@ -253,12 +275,13 @@ func (l *Lab) Status(ctx context.Context) (StatusReport, error) {
 
 func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, dir := newFlags("status", stderr)
-	out := fs.String("o", "table", "output: table or json")
+	asJSON := outputFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *out != "table" && *out != "json" {
-		return usageError{fmt.Errorf("-o %q: want table or json", *out)}
+	jsonOut, err := asJSON()
+	if err != nil {
+		return err
 	}
 	l, err := Load(*dir)
 	if err != nil {
@@ -268,10 +291,8 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	if *out == "json" {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(r)
+	if jsonOut {
+		return writeJSON(stdout, r)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "NODE\tUNDERLAY\tVTEP\tAGENT\n")
@@ -436,7 +457,12 @@ func cmdTask(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintf(stdout, "task %s running on %s: %s (%s)\n", t.Name, t.Node, strings.Join(t.IPs, ", "), strings.Join(t.Networks, ", "))
 		return nil
 	case "list":
+		asJSON := outputFlag(fs)
 		if err := parse(fs, flags); err != nil {
+			return err
+		}
+		jsonOut, err := asJSON()
+		if err != nil {
 			return err
 		}
 		l, err := Load(*dir)
@@ -446,6 +472,9 @@ func cmdTask(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		ts, err := l.Tasks(ctx)
 		if err != nil {
 			return err
+		}
+		if jsonOut {
+			return writeJSON(stdout, ts)
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		writeTasks(tw, ts)
@@ -502,8 +531,12 @@ func cmdExec(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 func cmdMatrix(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, dir := newFlags("matrix", stderr)
-	out := fs.String("o", "table", "output: table or json")
+	asJSON := outputFlag(fs)
 	if err := parse(fs, args); err != nil {
+		return err
+	}
+	jsonOut, err := asJSON()
+	if err != nil {
 		return err
 	}
 	l, err := Load(*dir)
@@ -514,10 +547,8 @@ func cmdMatrix(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	if *out == "json" {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(probes)
+	if jsonOut {
+		return writeJSON(stdout, probes)
 	}
 	return WriteMatrix(stdout, tasks, probes)
 }

@@ -127,7 +127,6 @@ const stateFile = "lab.json"
 type Lab struct {
 	State
 	dir string
-	bin string
 	log *slog.Logger
 }
 
@@ -141,7 +140,6 @@ func Load(dir string) (*Lab, error) {
 	if err := json.Unmarshal(b, &l.State); err != nil {
 		return nil, fmt.Errorf("decode %s: %w", filepath.Join(dir, stateFile), err)
 	}
-	l.bin = l.BinDir
 	return l, nil
 }
 
@@ -186,8 +184,15 @@ func (o *Options) defaults() error {
 	if o.MarathonListen == "" {
 		o.MarathonListen = "127.0.0.1:8080"
 	}
-	if o.OverlayCNI == "" {
+	if o.NoOverlay && o.OverlayConfig != "" {
+		return errors.New("lab: --no-overlay and --overlay-config exclude each other")
+	}
+	switch o.OverlayCNI {
+	case "":
 		o.OverlayCNI = "bridge"
+	case "bridge", "weft":
+	default:
+		return fmt.Errorf("lab: --overlay-cni %q: want bridge or weft", o.OverlayCNI)
 	}
 	if o.NodeGrace == 0 {
 		o.NodeGrace = time.Hour
@@ -307,6 +312,22 @@ func waitFor(ctx context.Context, what string, p Process, timeout time.Duration,
 		}
 	}
 	return fmt.Errorf("%s not ready after %s; see %s", what, timeout, p.Log)
+}
+
+// answersOK is a readiness check for waitFor: a GET of url answers 200.
+func answersOK(ctx context.Context, url string) func() bool {
+	return func() bool {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return false
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}
 }
 
 // unixHTTP is an HTTP client of the server on a unix socket (agents and

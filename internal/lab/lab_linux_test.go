@@ -101,10 +101,6 @@ func assertNothingLeft(t *testing.T, prefix string, before hostState, procs []Pr
 	}
 }
 
-func allProcs(l *Lab) []Process {
-	return l.processes()
-}
-
 func TestUpStatusDown(t *testing.T) {
 	kerneltest.RequireRoot(t)
 	ctx := context.Background()
@@ -115,7 +111,7 @@ func TestUpStatusDown(t *testing.T) {
 	if err != nil {
 		t.Fatalf("up: %v", err)
 	}
-	procs := allProcs(l)
+	procs := l.processes()
 	t.Cleanup(func() { _ = l.Down(context.Background()) })
 
 	r, err := l.Status(ctx)
@@ -187,5 +183,9 @@ func TestDownAfterUpCrashed(t *testing.T) {
 	if left := processesNaming(dir); len(left) > 0 {
 		t.Errorf("processes of the lab still run: %+v", left)
 	}
-	assertNothingLeft(t, prefix, before, append([]Process{st.Controller}, agents(st.Nodes)...))
+	procs := []Process{st.Controller}
+	for _, n := range st.Nodes {
+		procs = append(procs, n.Agent, n.Emulator)
+	}
+	assertNothingLeft(t, prefix, before, procs)
 }

@@ -1,20 +1,17 @@
 package lab
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
-	"time"
 
+	marathonemu "github.com/weft-sdn/weft/internal/marathon/emulator"
 	"github.com/weft-sdn/weft/internal/mesos"
 	"github.com/weft-sdn/weft/internal/mesos/emulator"
 )
@@ -66,54 +63,24 @@ type Task struct {
 	Error      string      `json:"error,omitempty"`
 }
 
-func (l *Lab) node(name string) (NodeState, error) {
-	for _, n := range l.Nodes {
-		if n.Name == name {
-			return n, nil
+// node is the lab's node of that name.
+func (l *Lab) node(name string) (*NodeState, error) {
+	for i := range l.Nodes {
+		if l.Nodes[i].Name == name {
+			return &l.Nodes[i], nil
 		}
 	}
 	names := make([]string, len(l.Nodes))
 	for i, n := range l.Nodes {
 		names[i] = n.Name
 	}
-	return NodeState{}, fmt.Errorf("no node %q in the lab (nodes: %s)", name, strings.Join(names, ", "))
+	return nil, fmt.Errorf("no node %q in the lab (nodes: %s)", name, strings.Join(names, ", "))
 }
 
-// emulatorCall sends a JSON request to a node's Mesos agent emulator.
-func emulatorCall(ctx context.Context, socket, method, path string, in, out any) error {
-	hc := unixHTTP(socket, 60*time.Second)
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://mesos-agent"+path, body)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("mesos agent emulator at %s: %w", socket, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode >= 300 {
-		var e struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			return errors.New(e.Error)
-		}
-		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
-	}
-	if out != nil {
-		return json.Unmarshal(b, out)
-	}
-	return nil
+// emulatorClient is a client of the node's Mesos agent emulator, the one
+// the Marathon emulator schedules through.
+func (n NodeState) emulatorClient() *marathonemu.HTTPAgent {
+	return marathonemu.NewHTTPAgent(n.EmulatorSocket, nil)
 }
 
 // ensureCNINetwork writes the per-network CNI configuration for a Weft
@@ -196,21 +163,21 @@ func (l *Lab) RunTask(ctx context.Context, req TaskRequest) (Task, error) {
 	}
 	cmd := req.Command
 	if len(cmd) == 0 {
-		cmd = []string{filepath.Join(l.bin, "weft"), "lab", "responder", "--name", req.Name}
+		cmd = []string{filepath.Join(l.BinDir, "weft"), "lab", "responder", "--name", req.Name}
 	}
 	spec := emulator.TaskSpec{TaskID: req.Name, Name: req.Name, Command: cmd, NetworkInfos: infos, Hostname: req.Name}
-	var c emulator.Container
-	if err := emulatorCall(ctx, n.EmulatorSocket, http.MethodPost, "/launch", spec, &c); err != nil {
-		return Task{}, fmt.Errorf("launch %s on %s: %w", req.Name, n.Name, err)
+	c, err := n.emulatorClient().Launch(ctx, spec)
+	if err != nil {
+		return Task{}, fmt.Errorf("%s: %w", n.Name, err)
 	}
 	if c.State != mesos.TaskRunning {
 		msg := c.Error
 		if msg == "" {
 			msg = c.Status.Message
 		}
-		return taskOf(n, c), fmt.Errorf("task %s on %s is %s: %s", req.Name, n.Name, c.State, msg)
+		return taskOf(*n, c), fmt.Errorf("task %s on %s is %s: %s", req.Name, n.Name, c.State, msg)
 	}
-	return taskOf(n, c), nil
+	return taskOf(*n, c), nil
 }
 
 func taskOf(n NodeState, c emulator.Container) Task {
@@ -255,8 +222,8 @@ func weftNetwork(ni mesos.NetworkInfo) string {
 func (l *Lab) Tasks(ctx context.Context) ([]Task, error) {
 	var out []Task
 	for _, n := range l.Nodes {
-		var cs []emulator.Container
-		if err := emulatorCall(ctx, n.EmulatorSocket, http.MethodGet, "/containers", nil, &cs); err != nil {
+		cs, err := n.emulatorClient().Containers(ctx)
+		if err != nil {
 			return nil, err
 		}
 		for _, c := range cs {
@@ -297,20 +264,22 @@ func (l *Lab) KillTask(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	return emulatorCall(ctx, n.EmulatorSocket, http.MethodPost, "/kill", map[string]string{"container_id": t.ContainerID}, nil)
+	_, err = n.emulatorClient().Kill(ctx, t.ContainerID)
+	return err
 }
 
 // killAllTasks asks every node's emulator to kill its live tasks, so that
 // their networks are detached cleanly before the lab goes.
 func (l *Lab) killAllTasks(ctx context.Context) {
 	for _, n := range l.Nodes {
-		var cs []emulator.Container
-		if err := emulatorCall(ctx, n.EmulatorSocket, http.MethodGet, "/containers", nil, &cs); err != nil {
+		emu := n.emulatorClient()
+		cs, err := emu.Containers(ctx)
+		if err != nil {
 			continue
 		}
 		for _, c := range cs {
 			if !c.Destroyed {
-				_ = emulatorCall(ctx, n.EmulatorSocket, http.MethodPost, "/kill", map[string]string{"container_id": c.ID}, nil)
+				_, _ = emu.Kill(ctx, c.ID)
 			}
 		}
 	}

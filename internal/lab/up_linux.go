@@ -7,11 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -41,7 +38,7 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 	if left, _ := netns.List(opts.Prefix); len(left) > 0 {
 		return nil, fmt.Errorf("lab: namespaces with prefix %q exist already (%v); another lab runs, or one was not taken down", opts.Prefix, left)
 	}
-	l = &Lab{dir: dir, bin: opts.BinDir, log: opts.Log}
+	l = &Lab{dir: dir, log: opts.Log}
 	l.Prefix = opts.Prefix
 	l.BinDir = opts.BinDir
 	l.Fabric = opts.Prefix + "fabric"
@@ -156,10 +153,7 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 		}); err != nil {
 			return l, err
 		}
-		if err := waitFor(ctx, n.Name+" mesos agent emulator", n.Emulator, 30*time.Second, func() bool {
-			var h map[string]string
-			return unixGet(ctx, n.EmulatorSocket, "/health", &h) == nil
-		}); err != nil {
+		if err := waitEmulator(ctx, n, n.Emulator); err != nil {
 			return l, err
 		}
 	}
@@ -182,14 +176,7 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 	if err := l.save(); err != nil {
 		return l, err
 	}
-	if err := waitFor(ctx, "marathon emulator", l.Marathon, 30*time.Second, func() bool {
-		resp, err := http.Get(l.MarathonURL + "/ping")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}); err != nil {
+	if err := waitFor(ctx, "marathon emulator", l.Marathon, 30*time.Second, answersOK(ctx, l.MarathonURL+"/ping")); err != nil {
 		return l, err
 	}
 	l.log.Info("marathon ready", "url", l.MarathonURL)
@@ -202,14 +189,7 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 	if err := l.save(); err != nil {
 		return l, err
 	}
-	if err := waitFor(ctx, "mesos-manager", l.Manager, 30*time.Second, func() bool {
-		resp, err := http.Get(l.ManagerURL + "/")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}); err != nil {
+	if err := waitFor(ctx, "mesos-manager", l.Manager, 30*time.Second, answersOK(ctx, l.ManagerURL+"/")); err != nil {
 		return l, err
 	}
 	return l, nil
@@ -218,7 +198,7 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 // startManager runs a mesos-manager against the lab's Marathon and
 // controller (short lease and retry times, for a lab).
 func (l *Lab) startManager(listen, logLevel, name string) (Process, error) {
-	return l.start(name, []string{filepath.Join(l.bin, "weft"), "mesos-manager",
+	return l.start(name, []string{filepath.Join(l.BinDir, "weft"), "mesos-manager",
 		"--marathon", l.MarathonURL, "--controller", "unix://" + l.ControllerSocket,
 		"--listen", listen, "--id", name, "--lease-ttl", "3s", "--retry-interval", "500ms",
 		"--unreachable-grace", "30s", "--log-level", logLevel})
@@ -232,7 +212,7 @@ func (l *Lab) StartManager(listen, name string) (Process, error) {
 
 // startEmulator runs the node's Mesos agent emulator in its namespace.
 func (l *Lab) startEmulator(n NodeState, logLevel string) (Process, error) {
-	return l.start(n.Name+"-mesos-agent", []string{"nsenter", "--net=" + netns.Path(n.Netns), filepath.Join(l.bin, "weft"), "lab", "mesos-agent",
+	return l.start(n.Name+"-mesos-agent", []string{"nsenter", "--net=" + netns.Path(n.Netns), filepath.Join(l.BinDir, "weft"), "lab", "mesos-agent",
 		"--network_cni_config_dir", n.CNIConfigDir, "--network_cni_plugins_dir", n.CNIPluginsDir,
 		"--root", n.EmulatorRoot, "--listen", "unix:" + n.EmulatorSocket,
 		"--hostname", n.Name, "--ip", n.Underlay, "--log_level", logLevel})
@@ -246,7 +226,6 @@ func (l *Lab) RestartEmulator(ctx context.Context, node string, whileDown func()
 	if err != nil {
 		return err
 	}
-	i := slices.IndexFunc(l.Nodes, func(x NodeState) bool { return x.Name == node })
 	_ = syscall.Kill(n.Emulator.PID, syscall.SIGKILL)
 	for n.Emulator.Alive() {
 		time.Sleep(20 * time.Millisecond)
@@ -256,15 +235,20 @@ func (l *Lab) RestartEmulator(ctx context.Context, node string, whileDown func()
 			return err
 		}
 	}
-	p, err := l.startEmulator(n, "info")
+	p, err := l.startEmulator(*n, "info")
 	if err != nil {
 		return err
 	}
-	l.Nodes[i].Emulator = p
+	n.Emulator = p
 	if err := l.save(); err != nil {
 		return err
 	}
-	return waitFor(ctx, node+" mesos agent emulator", p, 30*time.Second, func() bool {
+	return waitEmulator(ctx, *n, p)
+}
+
+// waitEmulator waits until the node's Mesos agent emulator p answers.
+func waitEmulator(ctx context.Context, n NodeState, p Process) error {
+	return waitFor(ctx, n.Name+" mesos agent emulator", p, 30*time.Second, func() bool {
 		var h map[string]string
 		return unixGet(ctx, n.EmulatorSocket, "/health", &h) == nil
 	})
@@ -351,7 +335,7 @@ func (l *Lab) Down(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("process %d did not stop", p.PID))
 		}
 	}
-	errs = append(errs, unmountUnder(l.dir))
+	errs = append(errs, emulator.ReleaseRoot(l.dir))
 	if l.Prefix != "" {
 		names, err := netns.List(l.Prefix)
 		if err != nil {
@@ -378,14 +362,6 @@ func (l *Lab) Down(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-func agents(nodes []NodeState) []Process {
-	out := make([]Process, len(nodes))
-	for i, n := range nodes {
-		out[i] = n.Agent
-	}
-	return out
 }
 
 func nodeDirs(nodes []NodeState) []string {
@@ -459,28 +435,4 @@ func killTasks(root string) {
 			_ = syscall.Kill(p.PID, syscall.SIGKILL)
 		}
 	}
-}
-
-// unmountUnder detaches every mount point below dir (the emulators' netns
-// handles), deepest first.
-func unmountUnder(dir string) error {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return err
-	}
-	var points []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
-			points = append(points, f[4])
-		}
-	}
-	sort.Sort(sort.Reverse(sort.StringSlice(points)))
-	var errs []error
-	for _, p := range points {
-		if err := syscall.Unmount(p, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOENT) {
-			errs = append(errs, fmt.Errorf("unmount %s: %w", p, err))
-		}
-	}
-	return errors.Join(errs...)
 }
