@@ -73,15 +73,28 @@ type Result struct {
 	MachineCPU time.Duration `json:"machine_cpu_per_pair_ns"`
 }
 
-// Main runs `weft-bench` with args.
+const usage = "Usage: weft-bench cni [--bin-dir DIR] [--baseline-dir DIR] [--iterations N] [--runs N] [--concurrency 1,20]\n" +
+	"                      [--spares N] [--out FILE] [--log-level LEVEL] [--keep-logs]\n\n" +
+	"Measures CNI ADD+DEL latency of weft-cni on a one-node lab against Debian's bridge + host-local (root).\n"
+
+// Main runs `weft-bench` with args. `cni-inner` is the driver `cni` runs
+// inside the lab node's network namespace.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
 	if len(args) == 0 || (args[0] != "cni" && args[0] != "cni-inner") {
-		fmt.Fprintln(stderr, "usage: weft-bench cni [--bin-dir DIR] [--baseline-dir DIR] [--iterations N] [--concurrency 1,20] [--spares N] [--out FILE]")
+		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	cfg := Config{BaselineDir: "/usr/lib/cni", Iterations: 200, Runs: 1, Concurrency: []int{1, 20}, Spares: 32}
+	cfg := Config{BaselineDir: lab.DebianCNIDir, Iterations: 200, Runs: 1, Concurrency: []int{1, 20}, Spares: 32}
 	fs := flag.NewFlagSet("weft-bench "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "%s\nFlags:\n", usage)
+		fs.PrintDefaults()
+	}
 	fs.StringVar(&cfg.BinDir, "bin-dir", "", "directory of weft and weft-cni (default: this binary's)")
 	fs.StringVar(&cfg.BaselineDir, "baseline-dir", cfg.BaselineDir, "directory of the baseline bridge and host-local plugins")
 	fs.IntVar(&cfg.Iterations, "iterations", cfg.Iterations, "ADD+DEL pairs per plugin and concurrency")
@@ -91,10 +104,19 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.Out, "out", "", "also write the results as JSON to this file")
 	fs.StringVar(&cfg.LogLevel, "log-level", "warn", "log level of the lab's daemons")
 	fs.BoolVar(&cfg.Keep, "keep-logs", false, "keep the lab's logs (printed path) after the run")
-	fs.StringVar(&cfg.innerSocket, "agent-socket", "", "(internal) agent socket")
-	fs.StringVar(&cfg.innerDataDir, "data-dir", "", "(internal) scratch directory")
-	fs.StringVar(&cfg.innerDaemons, "daemon-pids", "", "(internal) pids of the lab's daemons")
+	if args[0] == "cni-inner" {
+		fs.StringVar(&cfg.innerSocket, "agent-socket", "", "agent socket")
+		fs.StringVar(&cfg.innerDataDir, "data-dir", "", "scratch directory")
+		fs.StringVar(&cfg.innerDaemons, "daemon-pids", "", "pids of the lab's daemons")
+	}
 	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "weft-bench: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
 	if cfg.Iterations < 1 || cfg.Runs < 1 {
@@ -159,29 +181,17 @@ func runOuter(ctx context.Context, cfg Config, stdout, stderr io.Writer) (err er
 			fmt.Fprintln(stderr, "weft-bench: logs kept in", dir)
 		}
 	}()
-	free := func() (string, error) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return "", err
-		}
-		defer ln.Close()
-		return ln.Addr().String(), nil
-	}
-	addr, err := free()
+	// A free port for the controller; without Marathon the lab listens on
+	// nothing else.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
-	maddr, err := free()
-	if err != nil {
-		return err
-	}
-	mmaddr, err := free()
-	if err != nil {
-		return err
-	}
+	addr := ln.Addr().String()
+	ln.Close()
 	l, err := lab.Up(ctx, lab.Options{
 		Nodes: 1, StateDir: filepath.Join(dir, "lab"), BinDir: cfg.BinDir, Prefix: "weftbench" + randomSuffix() + "-",
-		ControllerListen: addr, MarathonListen: maddr, ManagerListen: mmaddr, NoMarathon: true, NoOverlay: true, Spares: cfg.Spares, LogLevel: cfg.LogLevel,
+		ControllerListen: addr, NoMarathon: true, NoOverlay: true, Spares: cfg.Spares, LogLevel: cfg.LogLevel,
 	})
 	if err != nil {
 		return err

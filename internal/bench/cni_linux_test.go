@@ -2,6 +2,8 @@ package bench
 
 import (
 	"bytes"
+	"context"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -37,6 +39,38 @@ func TestMedianRatios(t *testing.T) {
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// --help answers with the usage and exit status 0, lists every flag of
+// cni, and leaves out the driver's internal flags; bad use exits 2.
+func TestMainUsage(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := Main(context.Background(), []string{"--help"}, &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "Usage: weft-bench cni") {
+		t.Errorf("weft-bench --help: exit %d, stdout %q", code, out.String())
+	}
+	out.Reset()
+	if code := Main(context.Background(), []string{"cni", "--help"}, &out, &errOut); code != 0 {
+		t.Errorf("weft-bench cni --help: exit %d", code)
+	}
+	help := errOut.String()
+	for _, f := range []string{"bin-dir", "baseline-dir", "iterations", "runs", "concurrency", "spares", "out", "log-level", "keep-logs"} {
+		if !strings.Contains(help, "  -"+f+" ") && !strings.Contains(help, "  -"+f+"\n") {
+			t.Errorf("weft-bench cni --help lacks -%s:\n%s", f, help)
+		}
+		if !strings.Contains(usage, "--"+f) {
+			t.Errorf("the usage line lacks --%s:\n%s", f, usage)
+		}
+	}
+	for _, f := range []string{"agent-socket", "data-dir", "daemon-pids"} {
+		if strings.Contains(help, "-"+f) {
+			t.Errorf("weft-bench cni --help shows the internal -%s:\n%s", f, help)
+		}
+	}
+	for _, args := range [][]string{nil, {"latency"}, {"cni", "--iterations", "0"}, {"cni", "--concurrency", "1,x"}, {"cni", "extra"}, {"cni", "--agent-socket", "/x"}} {
+		if code := Main(context.Background(), args, io.Discard, io.Discard); code != 2 {
+			t.Errorf("weft-bench %q: exit %d, want 2", args, code)
 		}
 	}
 }
