@@ -23,11 +23,7 @@ func runOverlayState(ctx context.Context, c *cli, _ []string) error {
 
 func (c *cli) renderOverlayState(raw json.RawMessage) error {
 	if c.output == outputJSON {
-		var v any
-		if err := json.Unmarshal(raw, &v); err != nil {
-			return fmt.Errorf("decode overlay state: %w", err)
-		}
-		return c.writeJSON(v)
+		return c.writeBody(raw, "overlay state")
 	}
 	st, err := overlay.DecodeState(raw)
 	if err != nil {
@@ -77,6 +73,10 @@ func runOverlayUsage(ctx context.Context, c *cli, _ []string) error {
 	if err != nil {
 		return err
 	}
+	if c.output == outputJSON {
+		return c.writeBody(raw, "overlay usage")
+	}
+	// The columns the table shows, of the controller's OverlayUsage.
 	var body struct {
 		Overlays []struct {
 			Name         string   `json:"name"`
@@ -95,9 +95,6 @@ func runOverlayUsage(ctx context.Context, c *cli, _ []string) error {
 	}
 	if err := json.Unmarshal(raw, &body); err != nil {
 		return fmt.Errorf("decode overlay usage: %w", err)
-	}
-	if c.output == outputJSON {
-		return c.writeJSON(body)
 	}
 	t := c.table("OVERLAY", "SUBNET", "USED", "SUBNET6", "USED6", "EXHAUSTED", "FAILED_NODES")
 	for _, o := range body.Overlays {

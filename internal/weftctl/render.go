@@ -1,6 +1,7 @@
 package weftctl
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -70,6 +71,18 @@ func (c *cli) writeJSON(v any) error {
 	}
 	b = append(b, '\n')
 	_, err = c.stdout.Write(b)
+	return err
+}
+
+// writeBody prints a JSON body the controller sent, indented, with its
+// keys and values as they came.
+func (c *cli) writeBody(raw json.RawMessage, what string) error {
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, bytes.TrimSpace(raw), "", "  "); err != nil {
+		return fmt.Errorf("decode %s: %w", what, err)
+	}
+	buf.WriteByte('\n')
+	_, err := c.stdout.Write(buf.Bytes())
 	return err
 }
 

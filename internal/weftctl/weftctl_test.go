@@ -26,6 +26,25 @@ const (
 	resBlue6 = `{"kind":"ip_reservation","name":"fd00:1::5","network":"default-domain:default-project:blue","address":"fd00:1::5","owner":"c1"}`
 )
 
+// The overlay master's answers, in DC/OS's shapes (one line, as the
+// controller sends them).
+const (
+	overlayState = `{"agents":[` +
+		`{"ip":"198.18.0.1","overlays":[` +
+		`{"backend":{"vxlan":{"vni":1024,"vtep_ip":"44.128.0.1/20","vtep_ip6":"fd01:a::1/64","vtep_mac":"70:b3:d5:80:00:01","vtep_name":"vtep1024"}},` +
+		`"docker_bridge":{"ip":"9.0.0.128/25","name":"d-dcos"},"info":{"enabled":true,"name":"dcos","prefix":24,"subnet":"9.0.0.0/8"},` +
+		`"mesos_bridge":{"ip":"9.0.0.0/25","name":"m-dcos"},"state":{"status":"STATUS_OK"},"subnet":"9.0.0.0/24"},` +
+		`{"backend":{"vxlan":{"vni":1024,"vtep_ip":"44.128.0.1/20","vtep_ip6":"fd01:a::1/64","vtep_mac":"70:b3:d5:80:00:01","vtep_name":"vtep1024"}},` +
+		`"info":{"enabled":true,"name":"dcos6","prefix6":80,"subnet6":"fd01:b::/64"},` +
+		`"mesos_bridge":{"ip6":"fd01:b::/81","name":"m-dcos6"},"state":{"error":"docker engine: connection refused","status":"STATUS_FAILED"},"subnet6":"fd01:b::/80"}]}],` +
+		`"network":{"overlays":[{"name":"dcos","prefix":24,"subnet":"9.0.0.0/8"}],"vtep_mac_oui":"70:B3:D5:00:00:00","vtep_subnet":"44.128.0.0/20"}}`
+	overlayStateEmpty = `{"agents":[],"network":{"overlays":[{"name":"dcos","prefix":24,"subnet":"9.0.0.0/8"}],"vtep_mac_oui":"70:B3:D5:00:00:00","vtep_subnet":"44.128.0.0/20"}}`
+	overlayUsage      = `{"overlays":[` +
+		`{"name":"dcos","network":"default-domain:default-project:dcos","enabled":true,"subnet":"9.0.0.0/8","prefix":24,"subnets":65536,"subnets_used":3,"subnets6_used":0,"exhausted":false},` +
+		`{"name":"tiny","network":"default-domain:default-project:tiny","enabled":false,"subnet":"10.9.0.0/23","prefix":24,"subnets":2,"subnets_used":2,` +
+		`"subnet6":"fd02::/64","prefix6":80,"subnets6":65536,"subnets6_used":1,"exhausted":true,"failed_nodes":["node3: no free /24 subnet","node4: no free /24 subnet"]}]}`
+)
+
 // answer is what the fake controller sends for one route.
 type answer struct {
 	status int
@@ -390,6 +409,62 @@ func TestRun(t *testing.T) {
 		stdout:   text("Client: v9.9.9-test (go1.test)"),
 		stderr:   text("weftctl: etcd unavailable"),
 		requests: []string{"GET /v1/version"},
+	}, {
+		name:   "overlay state",
+		args:   []string{"overlay", "state"},
+		routes: map[string]answer{"GET /overlay-master/state": ok(overlayState)},
+		stdout: text(
+			"AGENT        OVERLAY   VTEP                         VTEP_MAC            SUBNET        MESOS_HALF            DOCKER_HALF           STATUS",
+			"198.18.0.1   dcos      44.128.0.1/20,fd01:a::1/64   70:b3:d5:80:00:01   9.0.0.0/24    m-dcos 9.0.0.0/25     d-dcos 9.0.0.128/25   STATUS_OK",
+			"198.18.0.1   dcos6     44.128.0.1/20,fd01:a::1/64   70:b3:d5:80:00:01   fd01:b::/80   m-dcos6 fd01:b::/81   -                     STATUS_FAILED: docker engine: connection refused"),
+		requests: []string{"GET /overlay-master/state"},
+	}, {
+		name:     "overlay state, json: the body as the controller sent it",
+		args:     []string{"-o", "json", "overlay", "state"},
+		routes:   map[string]answer{"GET /overlay-master/state": ok(overlayStateEmpty)},
+		stdout:   text(`{`, `  "agents": [],`, `  "network": {`, `    "overlays": [`, `      {`, `        "name": "dcos",`, `        "prefix": 24,`, `        "subnet": "9.0.0.0/8"`, `      }`, `    ],`, `    "vtep_mac_oui": "70:B3:D5:00:00:00",`, `    "vtep_subnet": "44.128.0.0/20"`, `  }`, `}`),
+		requests: []string{"GET /overlay-master/state"},
+	}, {
+		name:     "overlay state, no overlay configured",
+		args:     []string{"overlay", "state"},
+		routes:   map[string]answer{"GET /overlay-master/state": {404, `{"error":"no overlay is configured"}`}},
+		code:     1,
+		stderr:   text("weftctl: no overlay is configured"),
+		requests: []string{"GET /overlay-master/state"},
+	}, {
+		name:   "overlay usage",
+		args:   []string{"overlay", "usage"},
+		routes: map[string]answer{"GET /v1/overlays": ok(overlayUsage)},
+		stdout: text(
+			"OVERLAY           SUBNET        USED             SUBNET6     USED6            EXHAUSTED   FAILED_NODES",
+			"dcos              9.0.0.0/8     3/65536 of /24   -           -                false       -",
+			"tiny (disabled)   10.9.0.0/23   2/2 of /24       fd02::/64   1/65536 of /80   true        node3: no free /24 subnet; node4: no free /24 subnet"),
+		requests: []string{"GET /v1/overlays"},
+	}, {
+		name:   "overlay usage, json: every field the controller sent, in its order",
+		args:   []string{"overlay", "usage", "-o", "json"},
+		routes: map[string]answer{"GET /v1/overlays": ok(`{"overlays":[{"name":"dcos","network":"default-domain:default-project:dcos","enabled":true,"subnet":"9.0.0.0/8","prefix":24,"subnets":65536,"subnets_used":3,"subnets6_used":0,"exhausted":false}]}`)},
+		stdout: text(`{`, `  "overlays": [`, `    {`, `      "name": "dcos",`, `      "network": "default-domain:default-project:dcos",`, `      "enabled": true,`,
+			`      "subnet": "9.0.0.0/8",`, `      "prefix": 24,`, `      "subnets": 65536,`, `      "subnets_used": 3,`, `      "subnets6_used": 0,`, `      "exhausted": false`, `    }`, `  ]`, `}`),
+		requests: []string{"GET /v1/overlays"},
+	}, {
+		name:     "overlay delete-agents prints the new state",
+		args:     []string{"overlay", "delete-agents", "198.18.0.2", "198.18.0.3"},
+		routes:   map[string]answer{"POST /overlay-master/agents/delete": ok(overlayStateEmpty)},
+		stdout:   text("AGENT   OVERLAY   VTEP   VTEP_MAC   SUBNET   MESOS_HALF   DOCKER_HALF   STATUS"),
+		requests: []string{`POST /overlay-master/agents/delete {"agents":["198.18.0.2","198.18.0.3"]}`},
+	}, {
+		name:     "overlay delete-agents, refused",
+		args:     []string{"overlay", "delete-agents", "nope"},
+		routes:   map[string]answer{"POST /overlay-master/agents/delete": {400, `{"error":"\"nope\" is not an IPv4 address","field":"agents[0]"}`}},
+		code:     1,
+		stderr:   text(`weftctl: field agents[0]: "nope" is not an IPv4 address`),
+		requests: []string{`POST /overlay-master/agents/delete {"agents":["nope"]}`},
+	}, {
+		name:   "overlay delete-agents without an address",
+		args:   []string{"overlay", "delete-agents"},
+		code:   2,
+		stderr: text(`weftctl: overlay delete-agents: want at least 1 argument(s), got 0`, "Run 'weftctl overlay delete-agents --help' for usage."),
 	}, {
 		name:   "unknown command",
 		args:   []string{"subnet", "list"},
