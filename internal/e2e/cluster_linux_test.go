@@ -5,13 +5,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -415,15 +415,9 @@ func (c *cluster) createNetwork(name string, subnets ...api.Subnet) api.Network 
 // reservations lists the reservations of a network.
 func (c *cluster) reservations(network string) []api.IPReservation {
 	c.t.Helper()
-	l, err := c.cli.List(context.Background(), "ip-reservations", map[string][]string{"network": {network}})
+	out, _, err := client.ListItems[api.IPReservation](context.Background(), c.cli, "ip-reservations", url.Values{"network": {network}})
 	if err != nil {
 		c.t.Fatal(err)
-	}
-	out := make([]api.IPReservation, len(l.Items))
-	for i, raw := range l.Items {
-		if err := json.Unmarshal(raw, &out[i]); err != nil {
-			c.t.Fatal(err)
-		}
 	}
 	return out
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/weft-sdn/weft/internal/kerneltest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/weft-sdn/weft/internal/api"
+	"github.com/weft-sdn/weft/internal/kerneltest"
 	"github.com/weft-sdn/weft/internal/lab"
 	"github.com/weft-sdn/weft/internal/netns"
 )

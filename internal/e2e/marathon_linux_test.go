@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"strings"
 	"syscall"
@@ -16,7 +17,9 @@ import (
 	"time"
 
 	"github.com/weft-sdn/weft/internal/api"
+	"github.com/weft-sdn/weft/internal/api/client"
 	"github.com/weft-sdn/weft/internal/lab"
+	marathonemu "github.com/weft-sdn/weft/internal/marathon/emulator"
 )
 
 // marathonDo sends a JSON request to the lab's Marathon emulator.
@@ -77,16 +80,12 @@ func appTasks(t *testing.T, l *lab.Lab, app string) []marathonTask {
 // containers (not the agents' spares).
 func containerReservations(t *testing.T, l *lab.Lab, network string) []api.IPReservation {
 	t.Helper()
-	l2, err := l.Client().List(context.Background(), "ip-reservations", map[string][]string{"network": {network}})
+	all, _, err := client.ListItems[api.IPReservation](context.Background(), l.Client(), "ip-reservations", url.Values{"network": {network}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []api.IPReservation
-	for _, raw := range l2.Items {
-		var r api.IPReservation
-		if err := json.Unmarshal(raw, &r); err != nil {
-			t.Fatal(err)
-		}
+	for _, r := range all {
 		if !strings.HasPrefix(r.Owner, "spare:") {
 			out = append(out, r)
 		}
@@ -282,16 +281,12 @@ func converged(t *testing.T, l *lab.Lab, app, network string, want int) error {
 	if len(running) != want {
 		return fmt.Errorf("%d running instances, want %d", len(running), want)
 	}
-	p, err := l.Client().List(context.Background(), "ports", map[string][]string{"network": {network}})
+	ports, _, err := client.ListItems[api.Port](context.Background(), l.Client(), "ports", url.Values{"network": {network}})
 	if err != nil {
 		return err
 	}
 	seen := map[string]bool{}
-	for _, raw := range p.Items {
-		var port api.Port
-		if err := json.Unmarshal(raw, &port); err != nil {
-			return err
-		}
+	for _, port := range ports {
 		if !running[port.TaskID] || port.AppID != "/"+app {
 			return fmt.Errorf("port %s has task %q app %q: not a running instance of /%s", port.Name, port.TaskID, port.AppID, app)
 		}
@@ -341,11 +336,14 @@ func TestMesosManagerConverges(t *testing.T) {
 	if code := marathonDo(t, l, http.MethodPut, "/v2/apps/web?force=true", map[string]any{"instances": 6}, nil); code >= 300 {
 		t.Fatalf("scale: %d", code)
 	}
-	resp, err := http.Post(l.MarathonURL+"/lab/v1/close-event-streams", "", nil)
-	if err != nil || resp.StatusCode != http.StatusNoContent {
+	resp, err := http.Post(l.MarathonURL+marathonemu.LabCloseStreamsPath, "", nil)
+	if err != nil {
 		t.Fatalf("cut the event streams: %v", err)
 	}
 	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("cut the event streams: %s", resp.Status)
+	}
 	eventually(t, 30*time.Second, "converged after the cut stream", func() error { return converged(t, l, "web", "blue", 6) })
 
 	// 3. A second manager: one leader. Kill the leader; the other leads and

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/weft-sdn/weft/internal/api"
+	"github.com/weft-sdn/weft/internal/controller"
 	"github.com/weft-sdn/weft/internal/dockerlab"
 	"github.com/weft-sdn/weft/internal/lab"
 	"github.com/weft-sdn/weft/internal/netns"
@@ -225,15 +226,18 @@ func TestOverlayDCOS(t *testing.T) {
 			t.Fatal(err)
 		}
 		var u struct {
-			Overlays []struct {
-				Name        string `json:"name"`
-				SubnetsUsed int    `json:"subnets_used"`
-			} `json:"overlays"`
+			Overlays []controller.OverlayUsage `json:"overlays"`
 		}
 		if err := json.Unmarshal(raw, &u); err != nil {
 			t.Fatal(err)
 		}
-		return u.Overlays[0].SubnetsUsed
+		for _, o := range u.Overlays {
+			if o.Name == "dcos" {
+				return o.SubnetsUsed
+			}
+		}
+		t.Fatalf("no dcos in /v1/overlays: %s", raw)
+		return 0
 	}
 	before := usage()
 	for range 2 { // twice: the second finds nothing to free
@@ -315,12 +319,9 @@ func TestOverlayWeftCNI(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 15*time.Second, "the killed task's port is gone", func() error {
-		if n := portCount(t, l, OverlayNetwork("dcos")); n != 1 {
+		if n := portCount(t, l, controller.OverlayNetworkName("dcos")); n != 1 {
 			return fmt.Errorf("%d ports on dcos, want 1", n)
 		}
 		return nil
 	})
 }
-
-// OverlayNetwork is the fq_name of an overlay's network.
-func OverlayNetwork(name string) string { return api.DefaultProject + ":" + name }
