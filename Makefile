@@ -41,7 +41,7 @@ demo: build
 	@./scripts/demo.sh
 
 demo-down:
-	@bin/weft lab down
+	@$(BIN)/weft lab down
 
 clean:
 	rm -rf $(BIN)
