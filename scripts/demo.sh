@@ -18,6 +18,8 @@ missing=()
 for cmd in ip:iproute2 ping:iputils-ping nsenter:util-linux; do
   command -v "${cmd%%:*}" >/dev/null 2>&1 || missing+=("${cmd##*:}")
 done
+# Debian's bridge and host-local, which the overlays' bridge mode runs.
+[ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
 if ((${#missing[@]})); then
   echo "== installing ${missing[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
