@@ -337,15 +337,19 @@ func (r *Reconciler) cameBack(key string) bool {
 	return ok
 }
 
-// instancesOf returns the followed tasks of a Marathon instance id: the
-// pod instance, or the app tasks of the instance.
+// instancesOf returns the followed tasks of a Marathon instance id, by
+// key: the pod instance, or the app tasks of the instance. It runs for
+// every instance_changed_event, so it only sorts what it found.
 func (r *Reconciler) instancesOf(id string) []*instance {
 	var out []*instance
-	for _, i := range r.instList() {
+	r.mu.Lock()
+	for _, i := range r.insts {
 		if i.Key == id || i.InstanceID == id {
 			out = append(out, i)
 		}
 	}
+	r.mu.Unlock()
+	slices.SortFunc(out, func(a, b *instance) int { return strings.Compare(a.Key, b.Key) })
 	return out
 }
 

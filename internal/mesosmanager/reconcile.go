@@ -108,16 +108,20 @@ func (r *Reconciler) getInst(key string) *instance {
 	return r.insts[key]
 }
 
+// putInst stores i in place of the instance with its key. The count of
+// pending instances moves by the difference alone: a resync stores every
+// instance, so a recount here would make it quadratic.
 func (r *Reconciler) putInst(i *instance) {
 	i.Updated = r.clock.Now()
 	r.mu.Lock()
+	r.setPendingLocked(r.sync.Pending - r.insts[i.Key].pending() + i.pending())
 	r.insts[i.Key] = i
-	r.updatePendingLocked()
 	r.mu.Unlock()
 }
 
 func (r *Reconciler) dropInst(key string) {
 	r.mu.Lock()
+	r.setPendingLocked(r.sync.Pending - r.insts[key].pending())
 	delete(r.insts, key)
 	for k := range r.problems {
 		if k.task == key {
@@ -125,17 +129,20 @@ func (r *Reconciler) dropInst(key string) {
 		}
 	}
 	r.m.problems.Set(float64(len(r.problems)))
-	r.updatePendingLocked()
 	r.mu.Unlock()
 }
 
+// updatePendingLocked counts the pending instances again, after r.insts
+// was replaced as a whole.
 func (r *Reconciler) updatePendingLocked() {
 	n := 0
 	for _, i := range r.insts {
-		if !i.NextRetry.IsZero() {
-			n++
-		}
+		n += i.pending()
 	}
+	r.setPendingLocked(n)
+}
+
+func (r *Reconciler) setPendingLocked(n int) {
 	r.sync.Pending = n
 	r.m.pending.Set(float64(n))
 }
@@ -307,20 +314,19 @@ func matchPorts(inst *instance, node string, cands []api.Port) []api.Port {
 		if node != "" && p.Node != "" && p.Node != node {
 			continue
 		}
-		if taggedFor(inst, &p) {
-			out = append(out, p)
-			continue
-		}
-		if p.TaskID != "" {
-			continue
-		}
-		// An address alone identifies a port only on a known node:
-		// networks may reuse subnets.
-		if (node != "" && sharesAddress(&p, inst.Addresses)) || (inst.ContainerID != "" && p.ContainerID == inst.ContainerID) {
+		if taggedFor(inst, &p) || (p.TaskID == "" && heldBy(inst, &p, node)) {
 			out = append(out, p)
 		}
 	}
 	return out
+}
+
+// heldBy tells whether an untagged port on node (the task's, "" when not
+// known) belongs to inst: it holds one of the task's addresses or is of
+// its Mesos container. An address alone identifies a port only on a
+// known node: networks may reuse subnets.
+func heldBy(inst *instance, p *api.Port, node string) bool {
+	return (node != "" && sharesAddress(p, inst.Addresses)) || (inst.ContainerID != "" && p.ContainerID == inst.ContainerID)
 }
 
 // taggedFor tells whether the manager tagged p for inst: the app task id,
@@ -803,7 +809,7 @@ func (r *Reconciler) ownedBy(inst *instance, p *api.Port, node string, byAddress
 	if !notAfter.IsZero() && !p.CreatedAt.IsZero() && p.CreatedAt.After(notAfter) {
 		return false
 	}
-	return (node != "" && sharesAddress(p, inst.Addresses)) || (inst.ContainerID != "" && p.ContainerID == inst.ContainerID)
+	return heldBy(inst, p, node)
 }
 
 // ownerOf is the IPAM owner of a port's addresses, as the agent takes

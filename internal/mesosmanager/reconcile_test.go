@@ -204,6 +204,9 @@ func TestPortWrittenLateIsRetried(t *testing.T) {
 	if len(tv) != 1 || tv[0].Synced || tv[0].NextRetry.IsZero() {
 		t.Fatalf("task not pending: %+v", tv)
 	}
+	if n := x.r.SyncState().Pending; n != 1 {
+		t.Errorf("pending = %d, want 1", n)
+	}
 	// The agent writes the port after the attach.
 	port := x.ctrl.AddPort(agentPort("agent1", "c1", "eth0", "10.32.0.5"))
 	x.r.Sweep(bg) // not due yet
@@ -218,6 +221,44 @@ func TestPortWrittenLateIsRetried(t *testing.T) {
 	if tv := x.r.Tasks(); !tv[0].Synced || !tv[0].NextRetry.IsZero() || x.r.SyncState().Pending != 0 {
 		t.Errorf("task after retry: %+v", tv[0])
 	}
+}
+
+// TestPendingCount checks the pending count that putInst and dropInst
+// keep by difference against a recount, through replacements and drops.
+func TestPendingCount(t *testing.T) {
+	x := newRig(t, testConfig())
+	r := x.r
+	later := x.clock.Now().Add(time.Minute)
+	check := func(want int) {
+		t.Helper()
+		r.mu.Lock()
+		recount := 0
+		for _, i := range r.insts {
+			if !i.NextRetry.IsZero() {
+				recount++
+			}
+		}
+		r.mu.Unlock()
+		if got := r.SyncState().Pending; got != want || recount != want {
+			t.Errorf("pending = %d (recount %d), want %d", got, recount, want)
+		}
+	}
+	r.putInst(&instance{Key: "a", NextRetry: later})
+	r.putInst(&instance{Key: "b", NextRetry: later})
+	r.putInst(&instance{Key: "c"})
+	check(2)
+	r.putInst(&instance{Key: "a", NextRetry: later}) // pending stays pending
+	check(2)
+	r.putInst(&instance{Key: "b"}) // retried and done
+	check(1)
+	r.putInst(&instance{Key: "c", NextRetry: later})
+	check(2)
+	r.dropInst("a")
+	r.dropInst("b")
+	r.dropInst("missing")
+	check(1)
+	r.reset()
+	check(0)
 }
 
 func TestConcurrentAgentWriteIsMerged(t *testing.T) {

@@ -154,9 +154,6 @@ func (r *Reconciler) resync(ctx context.Context, reason string) error {
 			return ctx.Err()
 		}
 		n := insts[key]
-		if n.ContainerID == "" && r.containerOf != nil {
-			n.ContainerID = r.containerOf(n.TaskID)
-		}
 		node := r.nodeName(ctx, n.Host)
 		cands := kept
 		if node != "" {

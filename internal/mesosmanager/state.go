@@ -99,6 +99,15 @@ func (i *instance) clone() *instance {
 	return &c
 }
 
+// pending is 1 when a retry of the instance is scheduled, else 0 (also
+// for nil).
+func (i *instance) pending() int {
+	if i == nil || i.NextRetry.IsZero() {
+		return 0
+	}
+	return 1
+}
+
 // liveForPorts tells whether the task may keep its ports: it is not in a
 // terminal state (UNREACHABLE and UNKNOWN wait for the grace period).
 func (i *instance) liveForPorts() bool {
