@@ -123,6 +123,40 @@ type containerStatusJSON struct {
 	ContainerID *containerIDJSON `json:"container_id"`
 }
 
+// statusJSON is the part of a TaskStatus, v0 or v1, that names its
+// container.
+type statusJSON struct {
+	ContainerStatus *containerStatusJSON `json:"container_status"`
+}
+
+// v1StatusJSON is a v1 TaskStatus, which names its task.
+type v1StatusJSON struct {
+	TaskID struct {
+		Value string `json:"value"`
+	} `json:"task_id"`
+	statusJSON
+}
+
+// container returns the top-level container id the status names, "" if
+// none.
+func (s statusJSON) container() string {
+	if s.ContainerStatus == nil {
+		return ""
+	}
+	return s.ContainerStatus.ContainerID.root()
+}
+
+// latestContainer returns the top-level container id of the latest of a
+// task's statuses that names one, "" if none does.
+func latestContainer(statuses []statusJSON) string {
+	for i := len(statuses) - 1; i >= 0; i-- {
+		if id := statuses[i].container(); id != "" {
+			return id
+		}
+	}
+	return ""
+}
+
 // ParseMasterState decodes a master /master/state document (v0 JSON):
 // the agents of "slaves" and the container ids of the tasks' latest
 // statuses.
@@ -136,10 +170,8 @@ func ParseMasterState(data []byte) (*MesosState, error) {
 		} `json:"slaves"`
 		Frameworks []struct {
 			Tasks []struct {
-				ID       string `json:"id"`
-				Statuses []struct {
-					ContainerStatus *containerStatusJSON `json:"container_status"`
-				} `json:"statuses"`
+				ID       string       `json:"id"`
+				Statuses []statusJSON `json:"statuses"`
 			} `json:"tasks"`
 		} `json:"frameworks"`
 	}
@@ -156,11 +188,8 @@ func ParseMasterState(data []byte) (*MesosState, error) {
 	}
 	for _, f := range doc.Frameworks {
 		for _, t := range f.Tasks {
-			for i := len(t.Statuses) - 1; i >= 0; i-- {
-				if cs := t.Statuses[i].ContainerStatus; cs != nil && cs.ContainerID.root() != "" {
-					st.Containers[t.ID] = cs.ContainerID.root()
-					break
-				}
+			if id := latestContainer(t.Statuses); id != "" {
+				st.Containers[t.ID] = id
 			}
 		}
 	}
@@ -212,26 +241,16 @@ func (a agentJSON) agent() MesosAgent {
 	return MesosAgent{ID: a.AgentInfo.ID.Value, Hostname: a.AgentInfo.Hostname, IP: pidIP(a.PID), Active: a.Active == nil || *a.Active}
 }
 
-type v1StatusJSON struct {
-	TaskID struct {
-		Value string `json:"value"`
-	} `json:"task_id"`
-	ContainerStatus *containerStatusJSON `json:"container_status"`
-}
-
 type v1TaskJSON struct {
 	TaskID struct {
 		Value string `json:"value"`
 	} `json:"task_id"`
-	Statuses []v1StatusJSON `json:"statuses"`
+	Statuses []statusJSON `json:"statuses"`
 }
 
 func (t v1TaskJSON) addContainer(m map[string]string) {
-	for i := len(t.Statuses) - 1; i >= 0; i-- {
-		if cs := t.Statuses[i].ContainerStatus; cs != nil && cs.ContainerID.root() != "" {
-			m[t.TaskID.Value] = cs.ContainerID.root()
-			return
-		}
+	if id := latestContainer(t.Statuses); id != "" {
+		m[t.TaskID.Value] = id
 	}
 }
 
@@ -300,8 +319,8 @@ func DecodeOperatorEvent(data []byte) (MesosEvent, error) {
 	case "TASK_UPDATED":
 		if doc.TaskUpdated != nil {
 			s := doc.TaskUpdated.Status
-			if cs := s.ContainerStatus; cs != nil && cs.ContainerID.root() != "" {
-				ev.Containers[s.TaskID.Value] = cs.ContainerID.root()
+			if id := s.container(); id != "" {
+				ev.Containers[s.TaskID.Value] = id
 			}
 		}
 	}
@@ -412,9 +431,6 @@ type Cleanup struct {
 	mu         sync.Mutex
 	agents     map[string]*AgentView
 	containers map[string]string
-	synced     bool
-	lastErr    string
-	lastPoll   time.Time
 }
 
 // newCleanup returns the cleanup module over src (polled every poll) or,
@@ -452,7 +468,6 @@ func (c *Cleanup) Observe(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			c.setErr(err)
 			c.log.Warn("mesos operator stream lost; reconnecting", "err", err, "delay", backoff)
 			if c.clock.Now().Sub(start) > mesosMaxBackoff {
 				backoff = mesosMinBackoff
@@ -506,20 +521,9 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-func (c *Cleanup) setErr(err error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err != nil {
-		c.lastErr = err.Error()
-	} else {
-		c.lastErr = ""
-	}
-}
-
 // Poll reads the master's state once and records it.
 func (c *Cleanup) Poll(ctx context.Context) error {
 	st, err := c.src.State(ctx)
-	c.setErr(err)
 	if err != nil {
 		return err
 	}
@@ -545,8 +549,6 @@ func (c *Cleanup) Apply(ev MesosEvent) {
 				c.goneLocked(v, now)
 			}
 		}
-		c.synced = true
-		c.lastPoll = now
 		c.containers = map[string]string{}
 	case "AGENT_ADDED":
 		for _, a := range ev.Agents {

@@ -27,7 +27,6 @@ type FakeMarathon struct {
 	pods   map[string]marathon.PodStatus
 	podsOK bool
 	stream chan marathon.Event
-	closed bool
 	calls  map[string]int
 }
 
@@ -193,14 +192,14 @@ func (f *FakeMarathon) Events(ctx context.Context) (<-chan marathon.Event, error
 	}
 	ch := make(chan marathon.Event, streamBuffer)
 	f.mu.Lock()
-	f.stream, f.closed = ch, false
+	f.stream = ch
 	f.mu.Unlock()
 	go func() {
 		<-ctx.Done()
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		if f.stream == ch {
-			f.stream, f.closed = nil, true
+			f.stream = nil
 		}
 		close(ch)
 	}()

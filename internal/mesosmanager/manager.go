@@ -40,7 +40,6 @@ type Options struct {
 type Manager struct {
 	cfg     Config
 	log     *slog.Logger
-	ctrl    Controller
 	rec     *Reconciler
 	elector *Elector
 	cleanup *Cleanup
@@ -75,7 +74,7 @@ func New(cfg Config, opts Options) (*Manager, error) {
 		}
 	}
 	m := newMetrics()
-	mgr := &Manager{cfg: cfg, log: log, ctrl: ctrl, m: m}
+	mgr := &Manager{cfg: cfg, log: log, m: m}
 	mgr.rec = newReconciler(cfg, ctrl, src, log.With("component", "reconciler"), clock, m)
 	mesos := opts.Mesos
 	subscribe := opts.MesosSubscribe
