@@ -165,8 +165,7 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("marathon: at least one URL is required"))
 	}
 	for _, raw := range c.Marathon {
-		u, err := url.Parse(raw)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		if !isHTTPURL(raw) {
 			errs = append(errs, fmt.Errorf("marathon: %q is not an http(s) URL", redactURL(raw)))
 		}
 	}
@@ -180,7 +179,7 @@ func (c Config) Validate() error {
 		if !filepath.IsAbs(path) {
 			errs = append(errs, fmt.Errorf("controller: %q: a unix socket path must be absolute", c.Controller))
 		}
-	} else if u, err := url.Parse(c.Controller); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	} else if !isHTTPURL(c.Controller) {
 		errs = append(errs, fmt.Errorf("controller: %q is neither an http(s) URL nor unix:///path", c.Controller))
 	}
 	if len(c.Networks) == 0 {
@@ -218,8 +217,7 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.MesosMaster != "" {
-		u, err := url.Parse(c.MesosMaster)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		if !isHTTPURL(c.MesosMaster) {
 			errs = append(errs, fmt.Errorf("mesos-master: %q is not an http(s) URL", redactURL(c.MesosMaster)))
 		}
 	} else if c.MesosSubscribe {
@@ -240,6 +238,12 @@ func (c Config) Level() slog.Level {
 // RenewInterval is how often the leader renews its lease: a third of the
 // TTL.
 func (c Config) RenewInterval() time.Duration { return time.Duration(c.LeaseTTL) / 3 }
+
+// isHTTPURL tells whether raw is an http or https URL with a host.
+func isHTTPURL(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
 
 // redactURL hides the password of a URL for messages.
 func redactURL(raw string) string {

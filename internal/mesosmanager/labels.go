@@ -293,11 +293,10 @@ func ParseFloatingIPs(v string) ([]FloatingIPSpec, *LabelError) {
 		}
 		f := FloatingIPSpec{Pool: pool}
 		if addrText != "" {
-			a, err := netip.ParseAddr(addrText)
-			if err != nil || a.Zone() != "" {
+			a, err := api.ParseAddr(addrText)
+			if err != nil {
 				return nil, labelErr(LabelFloatingIPs, v, "%q is not an IP address", addrText)
 			}
-			a = a.Unmap()
 			if seen[a] {
 				return nil, labelErr(LabelFloatingIPs, v, "address %s is asked for twice", a)
 			}

@@ -95,8 +95,8 @@ func (e *Elector) RenewInterval() time.Duration { return e.renew }
 // Run campaigns until ctx ends. Each time this replica takes the lease it
 // runs lead with a context that ends with the term; Run waits for lead to
 // return before it campaigns again. If lead returns while the term lasts
-// (it failed), the lease is given up and the replica waits one renew
-// interval before campaigning again, so that another replica may lead.
+// (it failed), the lease is given up and the replica waits two renew
+// intervals before campaigning again, so that another replica may lead.
 // At the end the lease is given up if held.
 func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context)) {
 	t := time.NewTimer(0)
