@@ -231,7 +231,7 @@ func (s *Stream) run(ctx context.Context) {
 		delay := backoffDelay(failures, s.cfg.MinBackoff, s.cfg.MaxBackoff, s.cfg.Rand())
 		failures++
 		s.disconnects.Add(1)
-		s.q.push(&Disconnected{Err: err, Delay: delay, At: s.clock.Now()}, true)
+		s.q.push(&Disconnected{Err: err, Delay: delay, At: s.clock.Now()})
 		s.c.log.Warn("marathon: event stream lost, reconnecting", "err", err, "delay", delay)
 		if !sleepCtx(ctx, s.clock, delay) {
 			return
@@ -371,19 +371,19 @@ func (s *Stream) connectAndRead(ctx context.Context) (live bool, err error) {
 			if n > 1 {
 				reason = "reconnected"
 			}
-			s.q.push(&Resync{Reason: reason, URL: where, Connection: int(n), At: s.clock.Now()}, true)
+			s.q.push(&Resync{Reason: reason, URL: where, Connection: int(n), At: s.clock.Now()})
 			s.c.log.Info("marathon: event stream live", "url", where, "connection", n)
 		case derr != nil:
 			// The subscription is intact, but a change was not understood:
 			// the consumer re-reads the state, no reconnect needed.
-			s.q.push(&Resync{Reason: "undecodable event", URL: where, Connection: int(s.connections.Load()), At: s.clock.Now()}, true)
+			s.q.push(&Resync{Reason: "undecodable event", URL: where, Connection: int(s.connections.Load()), At: s.clock.Now()})
 		}
 		if derr != nil {
 			s.undecodable.Add(1)
 			s.c.log.Warn("marathon: undecodable event, resync", "url", where, "event", f.Event, "err", derr)
 			continue
 		}
-		if !s.q.push(ev, false) {
+		if !s.q.push(ev) {
 			s.overflows.Add(1)
 			return live, fmt.Errorf("%s: %w (limit %d)", where, ErrQueueOverflow, s.cfg.QueueLimit)
 		}
@@ -430,10 +430,10 @@ func newEventQueue(limit int) *eventQueue {
 	return &eventQueue{limit: limit, notify: make(chan struct{}, 1)}
 }
 
-// push appends ev. force is for markers, which always fit. A Marathon
-// event that does not fit empties the queue and reports false: the caller
-// reconnects and resyncs.
-func (q *eventQueue) push(ev Event, force bool) bool {
+// push appends ev. Markers always fit; a Marathon event that does not
+// fit empties the queue and reports false: the caller reconnects and
+// resyncs.
+func (q *eventQueue) push(ev Event) bool {
 	q.mu.Lock()
 	n := len(q.items) - q.head
 	if n > 0 {
@@ -455,13 +455,13 @@ func (q *eventQueue) push(ev Event, force bool) bool {
 			}
 		}
 	}
-	if !force && q.events >= q.limit {
-		clear(q.items)
-		q.items, q.head, q.events = q.items[:0], 0, 0
-		q.mu.Unlock()
-		return false
-	}
 	if !isMarker(ev) {
+		if q.events >= q.limit {
+			clear(q.items)
+			q.items, q.head, q.events = q.items[:0], 0, 0
+			q.mu.Unlock()
+			return false
+		}
 		q.events++
 	}
 	q.items = append(q.items, ev)

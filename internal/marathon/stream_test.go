@@ -618,10 +618,10 @@ func TestEventQueueCoalescesMarkersAndOverflows(t *testing.T) {
 	r1, r2 := &Resync{Reason: "connected"}, &Resync{Reason: "undecodable event"}
 	e := func(id string) Event { return &AppTerminatedEvent{AppID: id} }
 	for _, ev := range []Event{d1, d2, r1, r2} {
-		q.push(ev, true)
+		q.push(ev)
 	}
 	for _, ev := range []Event{e("a"), e("b"), e("c")} {
-		if !q.push(ev, false) {
+		if !q.push(ev) {
 			t.Fatal("event refused below the limit")
 		}
 	}
@@ -638,9 +638,9 @@ func TestEventQueueCoalescesMarkersAndOverflows(t *testing.T) {
 		t.Errorf("queue order = %+v", got)
 	}
 	for _, id := range []string{"x", "y", "z"} {
-		q.push(e(id), false)
+		q.push(e(id))
 	}
-	if q.push(e("overflow"), false) {
+	if q.push(e("overflow")) {
 		t.Fatal("event accepted over the limit")
 	}
 	if n, peak := q.lens(); n != 0 || peak != 5 {
