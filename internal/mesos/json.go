@@ -134,67 +134,20 @@ func (w *stoutWriter) value(v any) error {
 			fields = append([]Field(nil), x...)
 			sort.SliceStable(fields, func(i, j int) bool { return fields[i].Key < fields[j].Key })
 		}
-		w.buf = append(w.buf, '{')
-		for i, f := range fields {
-			if i > 0 {
-				w.buf = append(w.buf, ',')
-			}
-			w.buf = appendStoutString(w.buf, f.Key)
-			w.buf = append(w.buf, ':')
-			if err := w.value(f.Value); err != nil {
-				return err
-			}
-		}
-		w.buf = append(w.buf, '}')
+		return w.object(fields)
 	case map[string]any:
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
+		fields := make([]Field, 0, len(x))
+		for k, v := range x {
+			fields = append(fields, Field{k, v})
 		}
-		sort.Strings(keys)
-		w.buf = append(w.buf, '{')
-		for i, k := range keys {
-			if i > 0 {
-				w.buf = append(w.buf, ',')
-			}
-			w.buf = appendStoutString(w.buf, k)
-			w.buf = append(w.buf, ':')
-			if err := w.value(x[k]); err != nil {
-				return err
-			}
-		}
-		w.buf = append(w.buf, '}')
+		sort.Slice(fields, func(i, j int) bool { return fields[i].Key < fields[j].Key })
+		return w.object(fields)
 	case []any:
-		w.buf = append(w.buf, '[')
-		for i, e := range x {
-			if i > 0 {
-				w.buf = append(w.buf, ',')
-			}
-			if err := w.value(e); err != nil {
-				return err
-			}
-		}
-		w.buf = append(w.buf, ']')
+		return writeArray(w, x)
 	case []string:
-		w.buf = append(w.buf, '[')
-		for i, e := range x {
-			if i > 0 {
-				w.buf = append(w.buf, ',')
-			}
-			w.buf = appendStoutString(w.buf, e)
-		}
-		w.buf = append(w.buf, ']')
+		return writeArray(w, x)
 	case []Object:
-		w.buf = append(w.buf, '[')
-		for i, e := range x {
-			if i > 0 {
-				w.buf = append(w.buf, ',')
-			}
-			if err := w.value(e); err != nil {
-				return err
-			}
-		}
-		w.buf = append(w.buf, ']')
+		return writeArray(w, x)
 	case json.RawMessage:
 		if w.sortObjects {
 			d, err := decodeValue(x)
@@ -207,6 +160,38 @@ func (w *stoutWriter) value(v any) error {
 	default:
 		return fmt.Errorf("json: unsupported type %T", v)
 	}
+	return nil
+}
+
+// object writes fields as a JSON object, in the given order.
+func (w *stoutWriter) object(fields []Field) error {
+	w.buf = append(w.buf, '{')
+	for i, f := range fields {
+		if i > 0 {
+			w.buf = append(w.buf, ',')
+		}
+		w.buf = appendStoutString(w.buf, f.Key)
+		w.buf = append(w.buf, ':')
+		if err := w.value(f.Value); err != nil {
+			return err
+		}
+	}
+	w.buf = append(w.buf, '}')
+	return nil
+}
+
+// writeArray writes xs as a JSON array.
+func writeArray[T any](w *stoutWriter, xs []T) error {
+	w.buf = append(w.buf, '[')
+	for i, e := range xs {
+		if i > 0 {
+			w.buf = append(w.buf, ',')
+		}
+		if err := w.value(e); err != nil {
+			return err
+		}
+	}
+	w.buf = append(w.buf, ']')
 	return nil
 }
 

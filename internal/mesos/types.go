@@ -123,13 +123,7 @@ func (l Labels) ProtoObject() Object {
 }
 
 // StateArray renders l as /state does: a bare array of labels.
-func (l Labels) StateArray() []Object {
-	out := make([]Object, 0, len(l.Labels))
-	for _, x := range l.Labels {
-		out = append(out, x.ProtoObject())
-	}
-	return out
-}
+func (l Labels) StateArray() []Object { return objects(l.Labels, Label.ProtoObject) }
 
 // MarshalJSON renders l as protobuf JSON ({"labels":[…]}).
 func (l Labels) MarshalJSON() ([]byte, error) { return MarshalStout(l.ProtoObject()) }
@@ -186,7 +180,7 @@ type NetworkInfo struct {
 func (n NetworkInfo) ProtoObject() Object {
 	var o Object
 	if len(n.IPAddresses) > 0 {
-		o = append(o, Field{"ip_addresses", ipAddressObjects(n.IPAddresses)})
+		o = append(o, Field{"ip_addresses", objects(n.IPAddresses, IPAddress.ProtoObject)})
 	}
 	if n.Name != "" {
 		o = append(o, Field{"name", n.Name})
@@ -198,7 +192,7 @@ func (n NetworkInfo) ProtoObject() Object {
 		o = append(o, Field{"labels", n.Labels.ProtoObject()})
 	}
 	if len(n.PortMappings) > 0 {
-		o = append(o, Field{"port_mappings", portMappingObjects(n.PortMappings)})
+		o = append(o, Field{"port_mappings", objects(n.PortMappings, PortMapping.ProtoObject)})
 	}
 	if o == nil {
 		o = Object{}
@@ -218,29 +212,22 @@ func (n NetworkInfo) StateObject() Object {
 		o = append(o, Field{"labels", n.Labels.StateArray()})
 	}
 	if len(n.IPAddresses) > 0 {
-		o = append(o, Field{"ip_addresses", ipAddressObjects(n.IPAddresses)})
+		o = append(o, Field{"ip_addresses", objects(n.IPAddresses, IPAddress.ProtoObject)})
 	}
 	if n.Name != "" {
 		o = append(o, Field{"name", n.Name})
 	}
 	if len(n.PortMappings) > 0 {
-		o = append(o, Field{"port_mappings", portMappingObjects(n.PortMappings)})
+		o = append(o, Field{"port_mappings", objects(n.PortMappings, PortMapping.ProtoObject)})
 	}
 	return o
 }
 
-func ipAddressObjects(as []IPAddress) []Object {
-	out := make([]Object, 0, len(as))
-	for _, a := range as {
-		out = append(out, a.ProtoObject())
-	}
-	return out
-}
-
-func portMappingObjects(ms []PortMapping) []Object {
-	out := make([]Object, 0, len(ms))
-	for _, m := range ms {
-		out = append(out, m.ProtoObject())
+// objects renders each of xs with render.
+func objects[T any](xs []T, render func(T) Object) []Object {
+	out := make([]Object, 0, len(xs))
+	for _, x := range xs {
+		out = append(out, render(x))
 	}
 	return out
 }
@@ -529,11 +516,7 @@ func (s ContainerStatus) ProtoObject() Object {
 		o = append(o, Field{"container_id", s.ContainerID.ProtoObject()})
 	}
 	if len(s.NetworkInfos) > 0 {
-		nis := make([]Object, 0, len(s.NetworkInfos))
-		for _, n := range s.NetworkInfos {
-			nis = append(nis, n.ProtoObject())
-		}
-		o = append(o, Field{"network_infos", nis})
+		o = append(o, Field{"network_infos", objects(s.NetworkInfos, NetworkInfo.ProtoObject)})
 	}
 	if s.ExecutorPID != 0 {
 		o = append(o, Field{"executor_pid", s.ExecutorPID})
@@ -549,11 +532,7 @@ func (s ContainerStatus) StateObject() Object {
 		o = append(o, Field{"container_id", s.ContainerID.ProtoObject()})
 	}
 	if len(s.NetworkInfos) > 0 {
-		nis := make([]Object, 0, len(s.NetworkInfos))
-		for _, n := range s.NetworkInfos {
-			nis = append(nis, n.StateObject())
-		}
-		o = append(o, Field{"network_infos", nis})
+		o = append(o, Field{"network_infos", objects(s.NetworkInfos, NetworkInfo.StateObject)})
 	}
 	return o
 }
@@ -591,11 +570,7 @@ func (c ContainerInfo) ProtoObject() Object {
 		o = append(o, Field{"hostname", c.Hostname})
 	}
 	if len(c.NetworkInfos) > 0 {
-		nis := make([]Object, 0, len(c.NetworkInfos))
-		for _, n := range c.NetworkInfos {
-			nis = append(nis, n.ProtoObject())
-		}
-		o = append(o, Field{"network_infos", nis})
+		o = append(o, Field{"network_infos", objects(c.NetworkInfos, NetworkInfo.ProtoObject)})
 	}
 	return o
 }
@@ -677,10 +652,6 @@ type Task struct {
 // statuses, then user, labels (bare array), discovery and container
 // (protobuf JSON) when set.
 func (t Task) StateObject() Object {
-	statuses := make([]Object, 0, len(t.Statuses))
-	for _, s := range t.Statuses {
-		statuses = append(statuses, s.StateObject())
-	}
 	o := Object{
 		{"id", t.ID},
 		{"name", t.Name},
@@ -690,7 +661,7 @@ func (t Task) StateObject() Object {
 		{"state", string(t.State)},
 		{"resources", t.Resources.StateObject()},
 		{"role", t.Role},
-		{"statuses", statuses},
+		{"statuses", objects(t.Statuses, TaskStatus.StateObject)},
 	}
 	if t.User != "" {
 		o = append(o, Field{"user", t.User})
