@@ -81,8 +81,9 @@
 //	GET  /health          {"status": "ok"}
 //
 // Container.status and .statuses hold TaskStatus in protobuf JSON (v1
-// field names, labels as {"labels":[…]}). Go callers (the lab's Marathon
-// emulator) use Agent directly and Subscribe to status updates.
+// field names, labels as {"labels":[…]}). The API has no status stream:
+// the lab's Marathon emulator polls GET /containers. Go callers in the
+// same process may use Agent directly and Subscribe to status updates.
 //
 // # Deviations from Mesos
 //

@@ -66,14 +66,19 @@ func (a *Agent) isolate(ctx context.Context, c *container, pid int) error {
 		return err
 	}
 	a.log.Info("bind mounted the network namespace handle", "container", c.id, "source", fmt.Sprintf("/proc/%d/ns/net", pid), "target", ns)
+	if err := eachNetwork(c, func(n *containerNetwork) error { return a.attach(ctx, c, n, ns) }); err != nil {
+		return err
+	}
+	return a.isolateFiles(ctx, c, pid)
+}
+
+// eachNetwork runs fn for every network of c in parallel, as the isolator
+// attaches and detaches them, and joins the failures one a line.
+func eachNetwork(c *container, fn func(n *containerNetwork) error) error {
 	errs := make([]error, len(c.networks))
 	var wg sync.WaitGroup
 	for i, n := range c.networks {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = a.attach(ctx, c, n, ns)
-		}()
+		wg.Go(func() { errs[i] = fn(n) })
 	}
 	wg.Wait()
 	var msgs []string
@@ -85,7 +90,7 @@ func (a *Agent) isolate(ctx context.Context, c *container, pid int) error {
 	if len(msgs) > 0 {
 		return errors.New(strings.Join(msgs, "\n"))
 	}
-	return a.isolateFiles(ctx, c, pid)
+	return nil
 }
 
 // attach runs ADD for one network: checkpoint the configuration with
@@ -311,24 +316,8 @@ func (a *Agent) containerStatus(c *container) *mesos.ContainerStatus {
 // unmounts the netns handle and removes the container directory. On
 // failure everything stays for a later attempt.
 func (a *Agent) cleanup(ctx context.Context, c *container) error {
-	errs := make([]error, len(c.networks))
-	var wg sync.WaitGroup
-	for i, n := range c.networks {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = a.detach(ctx, c, n)
-		}()
-	}
-	wg.Wait()
-	var msgs []string
-	for _, err := range errs {
-		if err != nil {
-			msgs = append(msgs, err.Error())
-		}
-	}
-	if len(msgs) > 0 {
-		return errors.New(strings.Join(msgs, "\n"))
+	if err := eachNetwork(c, func(n *containerNetwork) error { return a.detach(ctx, c, n) }); err != nil {
+		return err
 	}
 	dir := a.containerDir(c.id)
 	ns := a.nsPath(c.id)

@@ -110,7 +110,6 @@ func memTotalMB() float64 {
 // network labels, protobuf JSON for discovery and container.
 func buildState(info agentInfo, live, completed []Container) mesos.Object {
 	type fw struct {
-		id        string
 		live      []Container
 		completed []Container
 	}
@@ -118,7 +117,7 @@ func buildState(info agentInfo, live, completed []Container) mesos.Object {
 	get := func(id string) *fw {
 		f, ok := fws[id]
 		if !ok {
-			f = &fw{id: id}
+			f = &fw{}
 			fws[id] = f
 		}
 		return f

@@ -21,8 +21,9 @@ type Subscription struct {
 	queue []StatusUpdate
 }
 
-// Subscribe returns a subscription to status updates (for the lab's
-// Marathon emulator). Updates queue without bound until read; Close the
+// Subscribe returns a subscription to status updates, for Go callers in
+// the agent's process (the lab's Marathon emulator polls the HTTP API
+// instead). Updates queue without bound until read; Close the
 // subscription when done. After Close of the agent, C is already closed.
 func (a *Agent) Subscribe() *Subscription {
 	s := &Subscription{a: a, out: make(chan StatusUpdate), notify: make(chan struct{}, 1), done: make(chan struct{})}
