@@ -160,7 +160,7 @@ func TestLaunchAttachesAndKillDetaches(t *testing.T) {
 	}); err != nil || !loUp {
 		t.Errorf("lo up in the task's netns: %v %v", loUp, err)
 	}
-	if _, err := exec.LookPath("nsenter"); err == nil {
+	if haveTools(t, "nsenter", "mount") {
 		if got := readFile(t, fmt.Sprintf("/proc/%d/root/etc/hosts", c.PID)); got != "127.0.0.1 localhost\n10.99.0.5 web-1\n" {
 			t.Errorf("task's /etc/hosts = %q", got)
 		}
@@ -510,7 +510,7 @@ func TestHostResolvConfAndReloadOnMiss(t *testing.T) {
 	}
 	host, err := os.ReadFile("/etc/resolv.conf")
 	if err == nil {
-		if _, lerr := exec.LookPath("nsenter"); lerr == nil {
+		if haveTools(t, "nsenter", "mount") {
 			if got := readFile(t, fmt.Sprintf("/proc/%d/root/etc/resolv.conf", c.PID)); got != string(host) {
 				t.Errorf("task resolv.conf %q, want the host's", got)
 			}
@@ -817,13 +817,8 @@ func TestMainServes(t *testing.T) {
 
 func TestRealVethInNodeNetns(t *testing.T) {
 	e := newLabEnv(t, "weft-veth", "host-local")
-	for _, tool := range []string{"ip", "nsenter"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s not found; CI installs it", tool)
-			}
-			t.Skipf("%s not found", tool)
-		}
+	if !haveTools(t, "ip", "nsenter") {
+		t.Skip("ip or nsenter not found")
 	}
 	node := fmt.Sprintf("weftemu%d-%d", os.Getpid(), envSeq.Add(1))
 	if err := netns.NewNamed(node); err != nil {
@@ -872,9 +867,9 @@ func TestRealVethInNodeNetns(t *testing.T) {
 	if _, err := net.InterfaceByName(host); err == nil {
 		t.Error("the host end was created in the test's own namespace")
 	}
-	if ping, err := exec.LookPath("ping"); err == nil {
+	if haveTools(t, "ping") {
 		if err := netns.Do(netns.Path(node), func() error {
-			return exec.Command(ping, "-c", "1", "-W", "2", "10.99.0.5").Run()
+			return exec.Command("ping", "-c", "1", "-W", "2", "10.99.0.5").Run()
 		}); err != nil {
 			t.Errorf("ping the container from the node: %v", err)
 		}

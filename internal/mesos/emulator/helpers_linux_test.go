@@ -166,6 +166,22 @@ type labEnv struct {
 
 var envSeq atomic.Int64
 
+// haveTools tells whether every tool is on PATH. A missing tool fails the
+// test under CI=true, where they are installed, so that the checks it
+// guards never go unseen there.
+func haveTools(t *testing.T, tools ...string) bool {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s not found; CI installs it", tool)
+			}
+			return false
+		}
+	}
+	return true
+}
+
 func newLabEnv(t *testing.T, plugins ...string) *labEnv {
 	t.Helper()
 	kerneltest.RequireRoot(t)
