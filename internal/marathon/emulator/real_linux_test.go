@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weft-sdn/weft/internal/kerneltest"
 	mesosemu "github.com/weft-sdn/weft/internal/mesos/emulator"
 )
 
@@ -52,12 +53,7 @@ func cannedPlugin() int {
 // are real processes in their own network namespaces, attached by a
 // canned CNI plugin.
 func TestRealMesosAgentEmulator(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("the Mesos agent emulator needs root, and CI runs as root")
-		}
-		t.Skip("the Mesos agent emulator needs root")
-	}
+	kerneltest.RequireRoot(t) // the Mesos agent emulator needs root
 	base := t.TempDir()
 	conf, plugins, root := filepath.Join(base, "conf"), filepath.Join(base, "plugins"), filepath.Join(base, "root")
 	for _, d := range []string{conf, filepath.Join(plugins, "records")} {
