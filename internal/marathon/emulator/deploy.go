@@ -84,13 +84,18 @@ func (d *deployment) actionObject(i int) map[string]any {
 	return map[string]any{"action": d.steps[i], key: d.spec.id}
 }
 
-// plan renders the "light" plan of deployment events (≥ 1.8).
-func (d *deployment) plan() map[string]any {
+// stepObjects renders the steps, one action each.
+func (d *deployment) stepObjects() []any {
 	steps := make([]any, 0, len(d.steps))
 	for i := range d.steps {
 		steps = append(steps, map[string]any{"actions": []any{d.actionObject(i)}})
 	}
-	return map[string]any{"id": d.id, "steps": steps, "version": formatTime(d.version)}
+	return steps
+}
+
+// plan renders the "light" plan of deployment events (≥ 1.8).
+func (d *deployment) plan() map[string]any {
+	return map[string]any{"id": d.id, "steps": d.stepObjects(), "version": formatTime(d.version)}
 }
 
 // object renders the deployment as GET /v2/deployments does.
@@ -101,10 +106,6 @@ func (d *deployment) object() map[string]any {
 	} else {
 		apps = append(apps, d.spec.id)
 	}
-	steps := make([]any, 0, len(d.steps))
-	for i := range d.steps {
-		steps = append(steps, map[string]any{"actions": []any{d.actionObject(i)}})
-	}
 	var current []any
 	if d.current < len(d.steps) {
 		a := d.actionObject(d.current)
@@ -113,7 +114,7 @@ func (d *deployment) object() map[string]any {
 	}
 	return map[string]any{
 		"id": d.id, "version": formatTime(d.version), "affectedApps": apps, "affectedPods": pods,
-		"steps": steps, "currentActions": nonNilSlice(current), "currentStep": d.current + 1, "totalSteps": len(d.steps),
+		"steps": d.stepObjects(), "currentActions": nonNilSlice(current), "currentStep": d.current + 1, "totalSteps": len(d.steps),
 	}
 }
 

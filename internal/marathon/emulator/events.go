@@ -13,10 +13,11 @@ type event struct {
 	data []byte
 }
 
-// emit publishes an event (a struct whose last fields are eventType and
-// timestamp, or a map holding them).
+// emit publishes an event to every stream.
 func (s *Server) emit(ev event) { s.bus.publish(ev) }
 
+// newEvent encodes an event of type typ: v is a struct whose fields
+// include eventType and timestamp, in Marathon's order.
 func (s *Server) newEvent(typ string, v any) event {
 	data, err := marshal(v)
 	if err != nil {
@@ -217,13 +218,11 @@ func (b *bus) subscribe(remote string, kick func()) *subscriber {
 	return sub
 }
 
-// unsubscribe removes sub; it reports whether sub was still subscribed.
-func (b *bus) unsubscribe(sub *subscriber) bool {
+// unsubscribe removes sub.
+func (b *bus) unsubscribe(sub *subscriber) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	_, ok := b.subs[sub]
 	delete(b.subs, sub)
-	return ok
 }
 
 func (b *bus) publish(ev event) {

@@ -168,10 +168,7 @@ func (s *Server) podInstanceStatus(inst *instance) map[string]any {
 	if status == "DEGRADED" {
 		m["message"] = "pod instance has become unreachable"
 	}
-	var cpus, mem, disk, gpus float64 = podExecutorCPUs, podExecutorMem, podExecutorDisk, 0
-	for _, c := range inst.pod.Containers {
-		cpus, mem, disk, gpus = cpus+c.CPUs, mem+c.Mem, disk+c.Disk, gpus+c.GPUs
-	}
+	cpus, mem, disk, gpus := inst.pod.resources()
 	m["resources"] = map[string]any{"cpus": cpus, "mem": mem, "disk": disk, "gpus": gpus}
 	networks := []any{}
 	containers := []any{}

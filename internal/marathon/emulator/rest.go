@@ -201,11 +201,24 @@ func (s *Server) appRoute(r *http.Request, rest string) reply {
 	}
 }
 
+// appSpecLocked finds the app of a raw id; ok is false with the 404
+// reply when there is none.
 func (s *Server) appSpecLocked(id string) (*runSpec, reply, bool) {
 	cid, _ := canonicalID(id)
 	spec := s.specs[cid]
 	if spec == nil || spec.isPod() {
 		return nil, errReply(http.StatusNotFound, appNotFound(cid)), false
+	}
+	return spec, reply{}, true
+}
+
+// podSpecLocked finds the pod of a raw id; ok is false with the 404
+// reply when there is none.
+func (s *Server) podSpecLocked(id string) (*runSpec, reply, bool) {
+	cid, _ := canonicalID(id)
+	spec := s.specs[cid]
+	if spec == nil || !spec.isPod() {
+		return nil, errReply(http.StatusNotFound, podNotFound(cid)), false
 	}
 	return spec, reply{}, true
 }
@@ -748,12 +761,11 @@ func (s *Server) podRoute(r *http.Request, rest string) reply {
 		if r.Method != http.MethodGet {
 			return methodNotAllowed(http.MethodGet)
 		}
-		id, _ := canonicalID(strings.TrimSuffix(rest, "::status"))
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		spec := s.specs[id]
-		if spec == nil || !spec.isPod() {
-			return errReply(http.StatusNotFound, podNotFound(id))
+		spec, rep, ok := s.podSpecLocked(strings.TrimSuffix(rest, "::status"))
+		if !ok {
+			return rep
 		}
 		return reply{code: http.StatusOK, body: s.podStatus(spec)}
 	case strings.Contains(rest, "::instances/"):
@@ -867,17 +879,16 @@ func (s *Server) updatePod(r *http.Request, rawID string) reply {
 
 // deletePod handles DELETE /v2/pods/{id}: 202 with the deployment id.
 func (s *Server) deletePod(r *http.Request, rawID string) reply {
-	id, _ := canonicalID(rawID)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	spec := s.specs[id]
-	if spec == nil || !spec.isPod() {
-		return errReply(http.StatusNotFound, podNotFound(id))
-	}
-	if rep, ok := s.lockCheckLocked(id, isTrue(r.URL.Query().Get("force"))); !ok {
+	spec, rep, ok := s.podSpecLocked(rawID)
+	if !ok {
 		return rep
 	}
-	delete(s.specs, id)
+	if rep, ok := s.lockCheckLocked(spec.id, isTrue(r.URL.Query().Get("force"))); !ok {
+		return rep
+	}
+	delete(s.specs, spec.id)
 	v := s.nextVersionLocked()
 	s.emit(s.podEvent("pod_deleted_event", r))
 	s.emit(s.groupChangeSuccessEvent(v))
@@ -888,12 +899,11 @@ func (s *Server) deletePod(r *http.Request, rawID string) reply {
 // killPodInstance handles DELETE /v2/pods/{id}::instances/{instance}
 // [?wipe]: the instance is relaunched unless wipe.
 func (s *Server) killPodInstance(r *http.Request, rawID, instanceID string) reply {
-	id, _ := canonicalID(rawID)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	spec := s.specs[id]
-	if spec == nil || !spec.isPod() {
-		return errReply(http.StatusNotFound, podNotFound(id))
+	spec, rep, ok := s.podSpecLocked(rawID)
+	if !ok {
+		return rep
 	}
 	inst := s.instances[instanceID]
 	if inst == nil || inst.spec != spec {

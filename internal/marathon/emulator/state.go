@@ -54,7 +54,7 @@ func conditionOf(st mesos.TaskState) string {
 		return condFailed
 	case mesos.TaskError:
 		return condError
-	case mesos.TaskState("TASK_UNREACHABLE"), mesos.TaskLost:
+	case mesos.TaskUnreachable, mesos.TaskLost:
 		return condUnreachable
 	case mesos.TaskGone:
 		return condGone
@@ -193,6 +193,14 @@ type mesosTask struct {
 }
 
 func (t *mesosTask) terminal() bool { return t.state.Terminal() }
+
+// releasePorts gives the task's host ports back to its agent, once.
+func (t *mesosTask) releasePorts() {
+	if !t.released {
+		t.agent.release(t.hostPorts)
+		t.released = true
+	}
+}
 
 // stateName is the task's Mesos state as Marathon reports it.
 func (t *mesosTask) stateName() string {
@@ -469,10 +477,7 @@ func (s *Server) setGoalLocked(inst *instance, goal string) {
 
 func (s *Server) onTerminalLocked(t *mesosTask, st mesos.TaskStatus) {
 	inst := t.inst
-	if !t.released {
-		t.agent.release(t.hostPorts)
-		t.released = true
-	}
+	t.releasePorts()
 	failed := !t.killWanted && st.State != mesos.TaskKilled
 	if failed && inst.spec.app != nil && st.State != mesos.TaskFinished {
 		inst.spec.lastFailure = map[string]any{
@@ -580,10 +585,7 @@ func (s *Server) expungeLocked(inst *instance) {
 	delete(s.instances, inst.id)
 	if t := inst.task; t != nil {
 		delete(s.tasks, t.id)
-		if !t.released {
-			t.agent.release(t.hostPorts)
-			t.released = true
-		}
+		t.releasePorts()
 	}
 	spec := inst.spec
 	if s.specs[spec.id] != spec || len(s.deploymentsOf(spec.id)) > 0 {

@@ -34,10 +34,7 @@ func (s *Server) taskSpec(t *mesosTask) mesosemu.TaskSpec {
 		return spec
 	}
 	p := inst.pod
-	var cpus, mem, disk, gpus float64 = podExecutorCPUs, podExecutorMem, podExecutorDisk, 0
-	for _, c := range p.Containers {
-		cpus, mem, disk, gpus = cpus+c.CPUs, mem+c.Mem, disk+c.Disk, gpus+c.GPUs
-	}
+	cpus, mem, disk, gpus := p.resources()
 	spec.Command = podCommand(p, inst, t)
 	spec.NetworkInfos = s.podNetworkInfos(p, t.hostPorts)
 	spec.Labels = labelsOf(p.Labels)
@@ -45,6 +42,16 @@ func (s *Server) taskSpec(t *mesosTask) mesosemu.TaskSpec {
 	spec.User = p.User
 	spec.Discovery = discoveryJSON(p.ID, podDiscoveryPorts(p, t.hostPorts))
 	return spec
+}
+
+// resources are what a pod instance takes: its executor's and its
+// containers' resources together.
+func (p *Pod) resources() (cpus, mem, disk, gpus float64) {
+	cpus, mem, disk = podExecutorCPUs, podExecutorMem, podExecutorDisk
+	for _, c := range p.Containers {
+		cpus, mem, disk, gpus = cpus+c.CPUs, mem+c.Mem, disk+c.Disk, gpus+c.GPUs
+	}
+	return cpus, mem, disk, gpus
 }
 
 func (r *runSpec) roleOf() string {
