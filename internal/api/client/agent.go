@@ -4,18 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"strconv"
-	"strings"
 
 	"github.com/weft-sdn/weft/internal/api"
 )
 
-// This file holds the client calls the node agent makes: registration,
-// heartbeats, handing spare addresses over, typed lists with their
-// revision, and a watch limited to some kinds.
+// This file holds the client calls of the controller's other daemons: the
+// node agent's registration, heartbeats, hand-over of spare addresses,
+// overlay status reports and port sync, typed lists with their revision,
+// and the leases of the mesos-manager.
 
 // RegisterNode registers the node n (name and underlay_ip; the controller
 // allocates vtep_ip and vtep_mac) through POST /v1/nodes/register and
@@ -26,26 +24,11 @@ func (c *Client) RegisterNode(ctx context.Context, n api.Node) (node api.Node, c
 	if n.Kind == "" {
 		n.Kind = api.KindNode
 	}
-	const path = "/v1/nodes/register"
-	req, err := c.newRequest(ctx, http.MethodPost, path, nil, n)
+	code, err := c.doStatus(ctx, http.MethodPost, "/v1/nodes/register", nil, n, &node)
 	if err != nil {
 		return api.Node{}, false, err
 	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return api.Node{}, false, err
-	}
-	defer func() {
-		_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
-		resp.Body.Close()
-	}()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return api.Node{}, false, clientResponseError(resp)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&node); err != nil {
-		return api.Node{}, false, fmt.Errorf("POST %s: decode response: %w", path, err)
-	}
-	return node, resp.StatusCode == http.StatusCreated, nil
+	return node, code == http.StatusCreated, nil
 }
 
 // Heartbeat tells the controller that the agent of node name is alive
@@ -85,21 +68,6 @@ func ListItems[T any](ctx context.Context, c *Client, plural string, query url.V
 		out = append(out, v)
 	}
 	return out, l.Revision, nil
-}
-
-// WatchKinds is Watch limited to the given kinds (GET
-// /v1/watch?since=<since>&kind=<k>,...); no kinds means every kind. It
-// returns under the same rules as Watch.
-func (c *Client) WatchKinds(ctx context.Context, since int64, kinds []api.Kind, fn func(api.WatchEvent) error) error {
-	if len(kinds) == 0 {
-		return c.Watch(ctx, since, fn)
-	}
-	names := make([]string, len(kinds))
-	for i, k := range kinds {
-		names[i] = string(k)
-	}
-	q := url.Values{"since": {strconv.FormatInt(since, 10)}, "kind": {strings.Join(names, ",")}}
-	return c.streamWatch(ctx, since, q, fn)
 }
 
 // AcquireLease takes or renews the named lease for holder (PUT

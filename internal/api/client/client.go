@@ -208,19 +208,8 @@ func (c *Client) GetNetwork(ctx context.Context, ref string) (api.Network, error
 
 // ListNetworks lists every network.
 func (c *Client) ListNetworks(ctx context.Context) ([]api.Network, error) {
-	l, err := c.List(ctx, clientPluralNetworks, nil)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]api.Network, 0, len(l.Items))
-	for i, raw := range l.Items {
-		var n api.Network
-		if err := json.Unmarshal(raw, &n); err != nil {
-			return nil, fmt.Errorf("decode networks item %d: %w", i, err)
-		}
-		out = append(out, n)
-	}
-	return out, nil
+	out, _, err := ListItems[api.Network](ctx, c, clientPluralNetworks, nil)
+	return out, err
 }
 
 // DeleteNetwork deletes the network named by ref: a uuid, or else a
@@ -284,11 +273,21 @@ func (c *Client) Version(ctx context.Context) (api.Version, error) {
 // events; any other error when the stream broke. The caller resumes from
 // the last revision it saw.
 func (c *Client) Watch(ctx context.Context, since int64, fn func(api.WatchEvent) error) error {
-	return c.streamWatch(ctx, since, url.Values{"since": {strconv.FormatInt(since, 10)}}, fn)
+	return c.WatchKinds(ctx, since, nil, fn)
 }
 
-// streamWatch streams the watch with query q (since and optional kinds).
-func (c *Client) streamWatch(ctx context.Context, since int64, q url.Values, fn func(api.WatchEvent) error) error {
+// WatchKinds is Watch limited to the given kinds (GET
+// /v1/watch?since=<since>&kind=<k>,...); no kinds means every kind. It
+// returns under the same rules as Watch.
+func (c *Client) WatchKinds(ctx context.Context, since int64, kinds []api.Kind, fn func(api.WatchEvent) error) error {
+	q := url.Values{"since": {strconv.FormatInt(since, 10)}}
+	if len(kinds) > 0 {
+		names := make([]string, len(kinds))
+		for i, k := range kinds {
+			names[i] = string(k)
+		}
+		q.Set("kind", strings.Join(names, ","))
+	}
 	req, err := c.newRequest(ctx, http.MethodGet, "/v1/watch", q, nil)
 	if err != nil {
 		return err
@@ -385,13 +384,19 @@ func (c *Client) newRequest(ctx context.Context, method, path string, query url.
 // do makes one call: in (when not nil) is sent as JSON, a 2xx body is
 // decoded into out (when not nil), anything else becomes an *Error.
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, in, out any) error {
+	_, err := c.doStatus(ctx, method, path, query, in, out)
+	return err
+}
+
+// doStatus is do that also returns the 2xx status of the answer.
+func (c *Client) doStatus(ctx context.Context, method, path string, query url.Values, in, out any) (int, error) {
 	req, err := c.newRequest(ctx, method, path, query, in)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return err // *url.Error: names method and URL
+		return 0, err // *url.Error: names method and URL
 	}
 	defer func() {
 		// Drain a little so that the connection can be reused.
@@ -399,15 +404,15 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		resp.Body.Close()
 	}()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return clientResponseError(resp)
+		return 0, clientResponseError(resp)
 	}
 	if out == nil || resp.StatusCode == http.StatusNoContent {
-		return nil
+		return resp.StatusCode, nil
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("%s %s: decode response: %w", method, path, err)
+		return 0, fmt.Errorf("%s %s: decode response: %w", method, path, err)
 	}
-	return nil
+	return resp.StatusCode, nil
 }
 
 // clientResponseError turns an answer outside 2xx into an *Error. A body

@@ -554,3 +554,46 @@ func FuzzClientParseWatchEvent(f *testing.F) {
 		}
 	})
 }
+
+// RegisterNode tells a new node (201) from one registered before (200).
+func TestClientRegisterNode(t *testing.T) {
+	const node = `{"kind":"node","name":"n1","fq_name":"n1","underlay_ip":"198.18.0.1","vtep_ip":"44.128.0.1","vtep_mac":"70:b3:d5:80:00:01"}`
+	for _, tc := range []struct {
+		status  int
+		created bool
+	}{{http.StatusCreated, true}, {http.StatusOK, false}} {
+		f := newClientFake(t)
+		f.answer("POST /v1/nodes/register", tc.status, node)
+		n, created, err := f.client().RegisterNode(context.Background(), api.Node{Meta: api.Meta{Name: "n1"}, UnderlayIP: "198.18.0.1"})
+		if err != nil || created != tc.created || n.VTEPIP != "44.128.0.1" || n.VTEPMAC != "70:b3:d5:80:00:01" {
+			t.Errorf("status %d: %+v created=%v err=%v", tc.status, n, created, err)
+		}
+		if seen := f.requests(); len(seen) != 1 || seen[0].Body != `{"kind":"node","name":"n1","underlay_ip":"198.18.0.1"}` {
+			t.Errorf("status %d: requests %+v", tc.status, seen)
+		}
+	}
+	f := newClientFake(t)
+	f.answer("POST /v1/nodes/register", http.StatusBadRequest, `{"error":"bad underlay","field":"underlay_ip"}`)
+	if _, created, err := f.client().RegisterNode(context.Background(), api.Node{}); !errors.Is(err, api.ErrInvalid) || created {
+		t.Errorf("refused registration: created=%v err=%v, want ErrInvalid", created, err)
+	}
+}
+
+// WatchKinds names the kinds it wants; none is every kind, as Watch.
+func TestClientWatchKinds(t *testing.T) {
+	f := newClientFake(t)
+	f.handle("GET /v1/watch", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `{"kind":"node","type":"MODIFIED","object":{},"revision":8}`+"\n")
+	})
+	for _, kinds := range [][]api.Kind{{api.KindNetwork, api.KindNode}, nil} {
+		n := 0
+		err := f.client().WatchKinds(context.Background(), 7, kinds, func(api.WatchEvent) error { n++; return nil })
+		if !errors.Is(err, io.EOF) || n != 1 {
+			t.Errorf("kinds %v: %v after %d events, want io.EOF after 1", kinds, err, n)
+		}
+	}
+	seen := f.requests()
+	if len(seen) != 2 || seen[0].Query != "kind=network%2Cnode&since=7" || seen[1].Query != "since=7" {
+		t.Errorf("requests %+v", seen)
+	}
+}
