@@ -736,24 +736,16 @@ func (a *Agent) listAll(ctx context.Context) (listed, error) {
 }
 
 // onEvent reacts to a change the cache applied: spares that went away
-// leave the pool; the data plane is synced.
+// (released, or handed to another owner) leave the pool; the data plane
+// is synced.
 func (a *Agent) onEvent(ev api.WatchEvent) {
 	if ev.Kind == api.KindIPReservation {
 		var r api.IPReservation
-		if json.Unmarshal(ev.Object, &r) == nil && r.Owner == a.spareOwner {
-			if ev.Type == api.EventDeleted {
-				if addr, err := netip.ParseAddr(r.Address); err == nil {
-					if n := a.cache.Network(r.Network); n != nil {
-						a.spares.remove(n.UUID, addr)
-					}
-				}
-			}
-		}
-		if ev.Type == api.EventModified && r.Owner != a.spareOwner {
-			if addr, err := netip.ParseAddr(r.Address); err == nil {
-				if n := a.cache.Network(r.Network); n != nil {
-					a.spares.remove(n.UUID, addr)
-				}
+		if json.Unmarshal(ev.Object, &r) == nil &&
+			(ev.Type == api.EventDeleted && r.Owner == a.spareOwner || ev.Type == api.EventModified && r.Owner != a.spareOwner) {
+			addr, err := netip.ParseAddr(r.Address)
+			if n := a.cache.Network(r.Network); err == nil && n != nil {
+				a.spares.remove(n.UUID, addr)
 			}
 		}
 	}

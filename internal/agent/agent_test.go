@@ -116,7 +116,7 @@ func TestAttach(t *testing.T) {
 				if p.Addr().Is4() && p.Bits() != 16 && p.Bits() != 24 {
 					t.Errorf("address %s does not carry the subnet's prefix length", p)
 				}
-				fams = append(fams, familyOf(p.Addr()))
+				fams = append(fams, api.Family(p.Addr()))
 			}
 			if !slices.Equal(fams, tc.want) {
 				t.Fatalf("families %v, want %v", fams, tc.want)
@@ -286,6 +286,9 @@ func TestDetach(t *testing.T) {
 	addr := netip.MustParsePrefix(res.IPs[0].Address).Addr().String()
 	if _, ok := h.reservation(addr); !ok {
 		t.Fatalf("no reservation of %s", addr)
+	}
+	if d := r.dump(); !strings.Contains(d, "route "+addr+"/32") || !strings.Contains(d, "neigh "+addr+" ") {
+		t.Fatalf("%s not routed before the detach:\n%s", addr, d)
 	}
 	for i, id := range []string{"c1", "c1", "unknown"} {
 		r.detach(id, "eth0")
@@ -485,6 +488,9 @@ func TestEndpointChangesNeedNoSync(t *testing.T) {
 		return m.GetCounter().GetValue()
 	}
 	before := syncs()
+	if before == 0 {
+		t.Fatal("no data-plane sync counted before the endpoint changes")
+	}
 	r.attach(attachReq("c2"))
 	r.attach(attachReq("c3"))
 	r.detach("c2", "eth0")

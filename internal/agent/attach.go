@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/weft-sdn/weft/internal/api"
 	"github.com/weft-sdn/weft/internal/dataplane"
 )
@@ -92,6 +94,26 @@ func validateIDs(containerID, ifName string) error {
 // ownerOf is the reservation owner of a container interface.
 func ownerOf(containerID, ifName string) string { return containerID + "/" + ifName }
 
+// newEntry is the journal entry of a new attachment of req to network n,
+// before its addresses and interface are known.
+func newEntry(req api.AttachRequest, n *api.Network, portUUID string) *Entry {
+	return &Entry{
+		ContainerID:    req.ContainerID,
+		IfName:         req.IfName,
+		Netns:          req.Netns,
+		CNINetwork:     req.CNINetwork,
+		NetworkUUID:    n.UUID,
+		NetworkFQName:  n.FQName,
+		PortUUID:       portUUID,
+		PortName:       portName(req.ContainerID, req.IfName),
+		MTU:            req.MTU,
+		Owner:          ownerOf(req.ContainerID, req.IfName),
+		SecurityGroups: slices.Clone(req.SecurityGroups),
+		Labels:         req.Labels,
+		State:          StateAttached,
+	}
+}
+
 // acquired is one address obtained for an attach.
 type acquired struct {
 	addr   netip.Addr
@@ -148,7 +170,7 @@ func (a *Agent) Attach(ctx context.Context, req api.AttachRequest) (res api.Atta
 		return res, err
 	}
 	owner := ownerOf(req.ContainerID, req.IfName)
-	portUUID := newUUID()
+	portUUID := uuid.NewString()
 	a.wantSpare(n.UUID)
 
 	var got []acquired
@@ -162,31 +184,13 @@ func (a *Agent) Attach(ctx context.Context, req api.AttachRequest) (res api.Atta
 		return res, err
 	}
 
-	e := &Entry{
-		ContainerID:    req.ContainerID,
-		IfName:         req.IfName,
-		Netns:          req.Netns,
-		CNINetwork:     req.CNINetwork,
-		NetworkUUID:    n.UUID,
-		NetworkFQName:  n.FQName,
-		VNI:            n.VNI,
-		NetworkMTU:     n.MTU,
-		PortUUID:       portUUID,
-		PortName:       portName(req.ContainerID, req.IfName),
-		MTU:            req.MTU,
-		Owner:          owner,
-		SecurityGroups: slices.Clone(req.SecurityGroups),
-		Labels:         req.Labels,
-		State:          StateAttached,
-	}
+	e := newEntry(req, n, portUUID)
+	e.VNI, e.NetworkMTU = n.VNI, n.MTU
 	for _, s := range n.Subnets {
 		e.Subnets = append(e.Subnets, JournalSubnet{CIDR: s.CIDR, Gateway: s.Gateway})
 	}
 	for _, g := range got {
 		e.IPs = append(e.IPs, JournalIP{Address: netip.PrefixFrom(g.addr, g.prefix.Bits()).String(), Gateway: g.gw.String(), Owner: g.owner})
-		if gw := g.gw.String(); !slices.Contains(e.Gateways, gw) {
-			e.Gateways = append(e.Gateways, gw)
-		}
 	}
 
 	dpn := dataplaneNetwork(n, e)
@@ -495,17 +499,17 @@ func (a *Agent) freeCandidates(n *api.Network, fam string, allowed []netip.Prefi
 			}
 		}
 	}
+	blocks := slices.Concat(own, other)
 	var out []netip.Addr
-	usable := func(sub netip.Prefix, addr netip.Addr) bool {
-		_, gw, _ := addressSubnet(n, addr)
-		return addr != sub.Addr() && addr != gw && !(addr.Is4() && addr == api.LastAddr(sub)) && !used[addr]
-	}
 	scan := func(region, sub netip.Prefix, skipBlocks bool) {
+		_, gw, _ := addressSubnet(n, sub.Addr())
+		last := api.LastAddr(sub)
 		for addr := region.Addr(); region.Contains(addr) && len(out) < limit; addr = addr.Next() {
-			if skipBlocks && slices.ContainsFunc(append(own, other...), func(p netip.Prefix) bool { return p.Contains(addr) }) {
+			if skipBlocks && slices.ContainsFunc(blocks, func(p netip.Prefix) bool { return p.Contains(addr) }) {
 				continue
 			}
-			if usable(sub, addr) && !slices.Contains(out, addr) {
+			usable := addr != sub.Addr() && addr != gw && !(addr.Is4() && addr == last) && !used[addr]
+			if usable && !slices.Contains(out, addr) {
 				out = append(out, addr)
 			}
 		}
@@ -629,23 +633,23 @@ func (a *Agent) detachQuietly(n dataplane.Network, ep dataplane.Endpoint) {
 // default route).
 func (a *Agent) addDefaultRoutes(e *Entry) {
 	taken := map[string]bool{}
-	for _, o := range a.journal.Entries() {
+	a.journal.scan(func(o *Entry) {
 		if o.ContainerID != e.ContainerID || o.IfName == e.IfName || o.External || o.State != StateAttached {
-			continue
+			return
 		}
 		for _, r := range o.Routes {
 			if p, err := netip.ParsePrefix(r.Dst); err == nil && p.Bits() == 0 {
-				taken[familyOf(p.Addr())] = true
+				taken[api.Family(p.Addr())] = true
 			}
 		}
-	}
+	})
 	e.Routes = nil
 	for _, ip := range e.IPs {
 		p, err := netip.ParsePrefix(ip.Address)
 		if err != nil || ip.Gateway == "" {
 			continue
 		}
-		fam := familyOf(p.Addr())
+		fam := api.Family(p.Addr())
 		if taken[fam] {
 			continue
 		}

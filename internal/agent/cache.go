@@ -46,9 +46,7 @@ type cache struct {
 	// listRev is the revision each kind was listed at; watch events at or
 	// below it are already in the list.
 	listRev map[api.Kind]int64
-	// rev is the highest revision applied.
-	rev    int64
-	synced bool
+	synced  bool
 }
 
 func newCache() *cache {
@@ -131,14 +129,12 @@ func (c *cache) replace(l listed) int64 {
 	defer c.mu.Unlock()
 	c.cur, c.snap = s, nil
 	c.listRev = maps.Clone(l.revs)
-	var lo, hi int64
+	var lo int64
 	for _, r := range l.revs {
 		if lo == 0 || r < lo {
 			lo = r
 		}
-		hi = max(hi, r)
 	}
-	c.rev = hi
 	c.synced = true
 	return lo
 }
@@ -183,7 +179,6 @@ func (c *cache) apply(ev api.WatchEvent) (changed bool, err error) {
 		upsert(s.Reservations, r.UUID, &r, del)
 	}
 	c.snap = nil
-	c.rev = max(c.rev, ev.Revision)
 	return true, nil
 }
 

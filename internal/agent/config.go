@@ -50,7 +50,8 @@ type Config struct {
 	// VXLANPort is the UDP port of VXLAN on the underlay.
 	VXLANPort int `json:"vxlan_port"`
 	// Spares is how many addresses the agent keeps reserved ahead of need
-	// per network and family, so that an attach makes no controller call.
+	// per virtual network and family, so that an attach makes no
+	// controller call (overlay attachments allocate locally).
 	Spares int `json:"spares"`
 	// HeartbeatInterval is how often the agent tells the controller it is
 	// alive.
@@ -62,8 +63,8 @@ type Config struct {
 	DNS api.DNSConfig `json:"dns,omitzero"`
 	// OverlayConfig is a DC/OS overlay agent configuration file (the
 	// agent module's agent_config); its cni_dir, cni_data_dir and
-	// network_config replace CNIDir, CNIDataDir, OverlayMTU, OverlayIPv6
-	// and OverlayRole.
+	// network_config replace CNIDir, CNIDataDir, OverlayMTU, OverlayIPv6,
+	// OverlayRole and DockerTimeout (command_timeout).
 	OverlayConfig string `json:"overlay_config,omitempty"`
 	// CNIDir is where a CNI configuration per overlay is written
 	// (<cni_dir>/<overlay>.conf, Mesos' --network_cni_config_dir); empty
@@ -184,7 +185,7 @@ func (c *Config) flagSet(file *string, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.NodeNetns, "node-netns", c.NodeNetns, "path of the node's network namespace (empty: the agent's own)")
 	fs.StringVar(&c.RouterNSPrefix, "router-ns-prefix", c.RouterNSPrefix, "name prefix of the per-network router namespaces")
 	fs.IntVar(&c.VXLANPort, "vxlan-port", c.VXLANPort, "UDP port of VXLAN")
-	fs.IntVar(&c.Spares, "spares", c.Spares, "addresses reserved ahead of need per network and family")
+	fs.IntVar(&c.Spares, "spares", c.Spares, "addresses reserved ahead of need per virtual network and family")
 	fs.Var(config.DurationFlag(&c.HeartbeatInterval), "heartbeat-interval", "interval of heartbeats to the controller")
 	fs.Var(config.DurationFlag(&c.ResyncInterval), "resync-interval", "interval of full data-plane syncs that repair drift")
 	fs.Var(config.ListFlag(&c.DNS.Nameservers), "dns-nameserver", "nameserver handed to containers (repeatable)")
@@ -315,9 +316,7 @@ func (c *Config) applyOverlayConfig() error {
 	nc := ac.NetworkConfig
 	c.OverlayMTU, c.OverlayIPv6 = nc.OverlayMTU, nc.EnableIPv6
 	c.OverlayRole = api.OverlayRole{AllocateSubnet: nc.AllocateSubnet, MesosBridge: nc.MesosBridge, DockerBridge: nc.DockerBridge}
-	if nc.CommandTimeout > 0 {
-		c.DockerTimeout = Duration(time.Duration(nc.CommandTimeout) * time.Millisecond)
-	}
+	c.DockerTimeout = Duration(nc.CommandTimeoutDuration())
 	return nil
 }
 

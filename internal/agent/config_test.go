@@ -32,6 +32,13 @@ func TestParseConfig(t *testing.T) {
 				t.Fatalf("config: %+v", c)
 			}
 		}},
+		{name: "overlay config replaces the overlay flags", args: []string{"--underlay-ip", "198.18.0.1", "--node-name", "n1", "--overlay-mtu", "1300", "--docker-timeout", "1s",
+			"--overlay-config", writeTemp(t, `{"cni_dir":"/etc/cni","network_config":{"overlay_mtu":1400,"enable_ipv6":false,"docker_bridge":false,"command_timeout":2500}}`)}, check: func(t *testing.T, c Config) {
+			if c.CNIDir != "/etc/cni" || c.OverlayMTU != 1400 || c.OverlayIPv6 || c.OverlayRole.DockerBridge || !c.OverlayRole.MesosBridge || !c.OverlayRole.AllocateSubnet ||
+				time.Duration(c.DockerTimeout) != 2500*time.Millisecond {
+				t.Fatalf("config: %+v", c)
+			}
+		}},
 		{name: "netns needs underlay", args: []string{"--node-netns", "/run/netns/n1", "--node-name", "n1"}, wantErr: "underlay-ip"},
 		{name: "bad values", args: []string{"--underlay-ip", "x", "--node-name", "a:b", "--controller", "ftp://x", "--vxlan-port", "0", "--spares", "-1", "--log-level", "loud"},
 			wantErr: "node-name"},

@@ -36,8 +36,9 @@ type DataPlane interface {
 }
 
 // DesiredState computes the data plane the node should have: one entry
-// per network with at least one local endpoint (attached, agent-made
-// journal entries), or listed in keep (uuids) and known to snap, holding
+// per virtual network with at least one local endpoint (attached,
+// agent-made journal entries; overlay attachments are the overlay data
+// plane's), or listed in keep (uuids) and known to snap, holding
 // those endpoints and, as remotes, every other node with blocks in the
 // network (routes to its blocks) or with reservations outside its blocks
 // (host routes, /32 or /128, to those exceptions). Other networks are
@@ -208,9 +209,6 @@ func remoteOf(n *api.Node) *dataplane.Remote {
 	}
 	return &dataplane.Remote{Node: n.FQName, Underlay: under, VTEPIP: vtep, VTEPMAC: mac}
 }
-
-// statesEqual reports whether two desired states are the same.
-func statesEqual(a, b dataplane.State) bool { return reflect.DeepEqual(a, b) }
 
 // remotesEqual reports whether two desired states have the same networks
 // with the same remotes: whether they differ in local endpoints only.

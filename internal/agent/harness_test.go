@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -221,7 +223,9 @@ type agentOpts struct {
 	cniDir   string
 	spares   int
 	resync   time.Duration
-	noWait   bool
+	// overlayCheck is the overlay check interval (default 50 ms).
+	overlayCheck time.Duration
+	noWait       bool
 }
 
 // startAgent starts an agent against the harness's controller and waits
@@ -261,7 +265,7 @@ func (h *harness) startAgent(o agentOpts) *agentRun {
 	}
 	cfg.DockerHost = ""
 	cfg.CNIDir = o.cniDir
-	cfg.OverlayCheckInterval = Duration(50 * time.Millisecond)
+	cfg.OverlayCheckInterval = Duration(cmp.Or(o.overlayCheck, 50*time.Millisecond))
 	fake := o.dp
 	if o.odp == nil {
 		o.odp = overlaydp.NewFake()
@@ -401,6 +405,9 @@ func (r *agentRun) settle() {
 		return true, ""
 	})
 }
+
+// statesEqual reports whether two desired states are the same.
+func statesEqual(a, b dataplane.State) bool { return reflect.DeepEqual(a, b) }
 
 // eventually polls cond until it holds or the timeout passes.
 func eventually(t *testing.T, timeout time.Duration, cond func() (bool, string)) {

@@ -94,9 +94,8 @@ type Entry struct {
 	// (m-dcos); empty for virtual networks.
 	Bridge string `json:"bridge,omitempty"`
 	// MTU of the container interface as asked for; 0 is the network's.
-	MTU      int         `json:"mtu,omitempty"`
-	IPs      []JournalIP `json:"ips"`
-	Gateways []string    `json:"gateways,omitempty"`
+	MTU int         `json:"mtu,omitempty"`
+	IPs []JournalIP `json:"ips"`
 	// Routes are the routes handed to the container (a default route via
 	// the gateway on the container's first interface of each family).
 	Routes []api.AttachedRoute `json:"routes,omitempty"`
@@ -140,15 +139,9 @@ func (e *Entry) clone() *Entry {
 	c := *e
 	c.Subnets = slices.Clone(e.Subnets)
 	c.IPs = slices.Clone(e.IPs)
-	c.Gateways = slices.Clone(e.Gateways)
 	c.Routes = slices.Clone(e.Routes)
 	c.SecurityGroups = slices.Clone(e.SecurityGroups)
-	if e.Labels != nil {
-		c.Labels = make(map[string]string, len(e.Labels))
-		for k, v := range e.Labels {
-			c.Labels[k] = v
-		}
-	}
+	c.Labels = maps.Clone(e.Labels)
 	if e.Contrail != nil {
 		ci := *e.Contrail
 		ci.Port = slices.Clone(e.Contrail.Port)
@@ -436,11 +429,22 @@ func (j *Journal) Entries() []*Entry {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	out := make([]*Entry, 0, len(j.entries))
-	for _, e := range j.entries {
-		out = append(out, e.clone())
+	for _, key := range slices.Sorted(maps.Keys(j.entries)) {
+		out = append(out, j.entries[key].clone())
 	}
-	slices.SortFunc(out, func(a, b *Entry) int { return strings.Compare(a.Key(), b.Key()) })
 	return out
+}
+
+// scan calls fn with every entry, in no particular order, without copying
+// them: for the attach path, which reads a few fields of every entry. It
+// holds the journal's lock: fn must only read the entry, keep no reference
+// to it, and not call the journal.
+func (j *Journal) scan(fn func(*Entry)) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for _, e := range j.entries {
+		fn(e)
+	}
 }
 
 // Len is the number of entries.

@@ -24,6 +24,7 @@ const maxLocalBody = 1 << 20
 //	POST /v1/check   DetachRequest  -> 204, or an error saying what drifted
 //	POST /v1/gc      GCRequest      -> 204
 //	GET  /v1/status                 -> 200 AgentStatus
+//	GET  /overlay-agent/overlay     -> 200 DC/OS's agent overlay info
 func (a *Agent) LocalHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/attach", func(w http.ResponseWriter, r *http.Request) {

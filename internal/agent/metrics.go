@@ -41,7 +41,7 @@ func newMetrics(journalSize func() float64) *metrics {
 			Name: "weft_agent_attach_controller_allocations_total", Help: "Addresses an attach had to ask the controller for while the plugin waited.",
 		}),
 		controllerOps: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "weft_agent_controller_operations_total", Help: "Background controller calls (assign, port, release, spare) by result.",
+			Name: "weft_agent_controller_operations_total", Help: "Background controller calls (port_sync, assign, reserve, port, port_delete, release, spare, spare_release) by result.",
 		}, []string{"op", "result"}),
 		watchRestarts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_agent_watch_restarts_total", Help: "Watch stream restarts by reason (resume, relist).",

@@ -28,8 +28,9 @@ import (
 // configuration per overlay into the CNI directory, creates the Docker
 // network of the Docker half when a Docker engine runs, and reports each
 // overlay's status to the controller. The loop runs after every change of
-// the nodes and every overlay check interval, so a Docker engine that
-// stops turns the overlay FAILED and one that comes back recovers it.
+// the nodes that concerns the overlays (not a heartbeat) and every overlay
+// check interval, so a Docker engine that stops turns the overlay FAILED
+// and one that comes back recovers it.
 
 // OverlayDataPlane is what the agent needs of the overlay data plane; the
 // Linux and fake implementations of package overlaydp provide it.
@@ -53,8 +54,10 @@ type overlayState struct {
 	dockerSeen    bool
 	lastDockerErr error
 	// last is the desired state of the last successful sync (nil: sync
-	// again); only the loop's goroutine uses it.
-	last *overlaydp.State
+	// again), lastOverlays the node's overlays the last pass worked from;
+	// only the loop's goroutine uses them.
+	last         *overlaydp.State
+	lastOverlays []api.NodeOverlay
 }
 
 func (a *Agent) overlayKickNow() {
@@ -67,8 +70,9 @@ func (a *Agent) overlayKickNow() {
 // dockerSeenPath marks that this node runs a Docker engine.
 func (a *Agent) dockerSeenPath() string { return filepath.Join(a.cfg.StateDir, "docker-engine-seen") }
 
-// overlayLoop keeps the overlays configured: after node changes, every
-// overlay check interval, and again after a failure.
+// overlayLoop keeps the overlays configured: after node changes that
+// concern them, and every overlay check interval (which also retries a
+// failure).
 func (a *Agent) overlayLoop(ctx context.Context) {
 	if _, err := os.Stat(a.dockerSeenPath()); err == nil {
 		a.ovl.dockerSeen = true
@@ -77,10 +81,10 @@ func (a *Agent) overlayLoop(ctx context.Context) {
 	defer t.Stop()
 	resync := time.NewTicker(time.Duration(a.cfg.ResyncInterval))
 	defer resync.Stop()
-	force := true
+	force, kicked := true, false
 	for {
-		a.overlayOnce(ctx, force)
-		force = false
+		a.overlayOnce(ctx, force, kicked)
+		force, kicked = false, false
 		select {
 		case <-ctx.Done():
 			return
@@ -88,6 +92,7 @@ func (a *Agent) overlayLoop(ctx context.Context) {
 			if !sleepCtx(ctx, syncDebounce) {
 				return
 			}
+			kicked = true
 		case <-t.C:
 		case <-resync.C:
 			force = true // repair drift
@@ -96,9 +101,8 @@ func (a *Agent) overlayLoop(ctx context.Context) {
 }
 
 // syncOverlay applies the desired overlay data plane when it changed
-// since the last successful sync, or always with force (nodes heartbeat
-// every few seconds, and each heartbeat wakes the loop). It returns the
-// error of the last sync.
+// since the last successful sync, or always with force. It returns the
+// error of the sync.
 func (a *Agent) syncOverlay(ctx context.Context, state overlaydp.State, force bool) error {
 	if !force && a.ovl.last != nil && reflect.DeepEqual(*a.ovl.last, state) {
 		return nil
@@ -113,7 +117,11 @@ func (a *Agent) syncOverlay(ctx context.Context, state overlaydp.State, force bo
 
 // overlayOnce configures the overlays once and reports their status;
 // force syncs the data plane even when the desired state is unchanged.
-func (a *Agent) overlayOnce(ctx context.Context, force bool) {
+// kicked (woken by a node change) does nothing when neither the desired
+// state nor the node's overlays changed since the last pass: nodes change
+// with every heartbeat, and the check interval looks at the rest (the
+// Docker engine, the CNI files).
+func (a *Agent) overlayOnce(ctx context.Context, force, kicked bool) {
 	if a.odp == nil {
 		return
 	}
@@ -123,6 +131,10 @@ func (a *Agent) overlayOnce(ctx context.Context, force bool) {
 		return
 	}
 	state, err := DesiredOverlayState(self, snap.Nodes, a.underlay(), a.cfg.overlayOptions())
+	if kicked && err == nil && a.ovl.last != nil && reflect.DeepEqual(*a.ovl.last, state) && reflect.DeepEqual(a.ovl.lastOverlays, self.Overlays) {
+		return
+	}
+	a.ovl.lastOverlays = self.Overlays
 	status := map[string][]string{}
 	fail := func(name string, err error) { status[name] = append(status[name], err.Error()) }
 	if err == nil {
@@ -136,6 +148,7 @@ func (a *Agent) overlayOnce(ctx context.Context, force bool) {
 	}
 	engineUp := a.checkDocker(ctx, self)
 	infos := overlay.NodeAgentInfo(self, nil)
+	var rep api.OverlayStatusReport
 	for i, o := range self.Overlays {
 		if o.Subnet == "" && o.Subnet6 == "" {
 			continue // the controller's failure, reported by the controller
@@ -146,21 +159,13 @@ func (a *Agent) overlayOnce(ctx context.Context, force bool) {
 		if err := a.ensureDockerNetwork(ctx, o, engineUp); err != nil {
 			fail(o.Name, err)
 		}
-	}
-	var rep api.OverlayStatusReport
-	for _, o := range self.Overlays {
-		if o.Subnet == "" && o.Subnet6 == "" {
-			continue
-		}
 		s := api.OverlayStatus{Name: o.Name, Status: api.OverlayOK}
 		if errs := status[o.Name]; len(errs) > 0 {
 			s.Status, s.Error = api.OverlayFailed, strings.Join(errs, "; ")
 		}
 		rep.Overlays = append(rep.Overlays, s)
+		infos.Overlays[i].State = &overlay.OverlayState{Status: overlay.DCOSStatus(s.Status), Error: s.Error}
 	}
-	a.ovl.mu.Lock()
-	a.ovl.attempts++
-	a.ovl.mu.Unlock()
 	if overlayReportNeeded(self, rep) {
 		if _, err := a.client.ReportOverlayStatus(ctx, a.cfg.NodeName, rep); err != nil && ctx.Err() == nil {
 			a.log.Warn("report overlay status", "err", err)
@@ -170,14 +175,8 @@ func (a *Agent) overlayOnce(ctx context.Context, force bool) {
 			}
 		}
 	}
-	for i, o := range self.Overlays {
-		for _, s := range rep.Overlays {
-			if s.Name == o.Name {
-				infos.Overlays[i].State = &overlay.OverlayState{Status: overlay.DCOSStatus(s.Status), Error: s.Error}
-			}
-		}
-	}
 	a.ovl.mu.Lock()
+	a.ovl.attempts++
 	infos.ConfigurationAttempts = a.ovl.attempts
 	a.ovl.info = infos
 	a.ovl.mu.Unlock()

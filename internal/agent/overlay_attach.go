@@ -8,6 +8,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/weft-sdn/weft/internal/api"
 	"github.com/weft-sdn/weft/internal/overlay"
 	"github.com/weft-sdn/weft/internal/overlaydp"
@@ -64,16 +66,16 @@ func (a *Agent) overlayHalves(n *api.Network) (overlayAttachment, error) {
 // attachment is journalled.
 func (a *Agent) allocateOverlay(networkUUID string, halves []netip.Prefix, want []string) ([]netip.Prefix, error) {
 	used := map[netip.Addr]bool{}
-	for _, e := range a.journal.Entries() {
+	a.journal.scan(func(e *Entry) {
 		if e.NetworkUUID != networkUUID || e.External {
-			continue
+			return
 		}
 		for _, ip := range e.IPs {
 			if p, err := netip.ParsePrefix(ip.Address); err == nil {
 				used[p.Addr()] = true
 			}
 		}
-	}
+	})
 	var out []netip.Prefix
 	for _, half := range halves {
 		gw := overlay.Gateway(half)
@@ -158,27 +160,11 @@ func (a *Agent) attachOverlay(ctx context.Context, req api.AttachRequest, n *api
 	if err != nil {
 		return api.AttachResult{}, err
 	}
-	owner := ownerOf(req.ContainerID, req.IfName)
-	e := &Entry{
-		ContainerID:    req.ContainerID,
-		IfName:         req.IfName,
-		Netns:          req.Netns,
-		CNINetwork:     req.CNINetwork,
-		NetworkUUID:    n.UUID,
-		NetworkFQName:  n.FQName,
-		Bridge:         at.bridge,
-		PortUUID:       newUUID(),
-		PortName:       portName(req.ContainerID, req.IfName),
-		MTU:            req.MTU,
-		Owner:          owner,
-		SecurityGroups: slices.Clone(req.SecurityGroups),
-		Labels:         req.Labels,
-		State:          StateAttached,
-	}
+	e := newEntry(req, n, uuid.NewString())
+	e.Bridge = at.bridge
 	for i, p := range ips {
 		gw := overlay.Gateway(at.halves[i])
-		e.IPs = append(e.IPs, JournalIP{Address: p.String(), Gateway: gw.String(), Owner: owner})
-		e.Gateways = append(e.Gateways, gw.String())
+		e.IPs = append(e.IPs, JournalIP{Address: p.String(), Gateway: gw.String(), Owner: e.Owner})
 	}
 	a.addDefaultRoutes(e)
 	done, err := a.odp.Attach(ctx, overlayEndpointOf(e))

@@ -90,6 +90,9 @@ func TestOverlayAgentConfiguresAndReports(t *testing.T) {
 	// Heartbeats (every 100 ms here) wake the loop, but an unchanged
 	// desired state is not synced again (node2 keeps the 30 s resync).
 	before := r2.odp.Syncs()
+	if before == 0 {
+		t.Fatal("node2 never synced its overlay data plane")
+	}
 	time.Sleep(time.Second)
 	if after := r2.odp.Syncs(); after != before {
 		t.Errorf("node2 synced its overlay data plane %d times in a second with nothing changed", after-before)
@@ -302,4 +305,109 @@ func TestNextFreeWrapsAndSkipsTaken(t *testing.T) {
 			t.Errorf("start %s, used %v: got %s %v, want %s", tc.start, tc.used, got, ok, tc.want)
 		}
 	}
+}
+
+// Overlay addresses are the node's own: the audit that takes back a
+// virtual network's lost addresses leaves them alone, no spares are kept
+// for an overlay network (also after a restart with an overlay attachment
+// in the journal), and nothing of the overlay is left reserved at the
+// controller after the detach.
+func TestOverlayAddressesStayOffTheController(t *testing.T) {
+	h := newHarness(t, func(c *controller.Config) { c.DCOSOverlay = true })
+	state := t.TempDir()
+	opts := agentOpts{name: "node1", underlay: "198.18.0.11", dp: dataplane.NewFake(), stateDir: state, spares: 2, resync: 50 * time.Millisecond}
+	r := h.startAgent(opts)
+	h.waitOverlayStatus("node1", func(s string) bool { return s == "dcos=OK dcos6=OK" })
+	overlayHeld := func() []string {
+		var out []string
+		for _, s := range h.reservations() {
+			if strings.HasPrefix(s, "default-domain:default-project:dcos") {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	res := r.attach(api.AttachRequest{ContainerID: "c1", IfName: "eth0", Netns: "/run/netns/c1", Network: "dcos", CNINetwork: "dcos"})
+	virtual := r.attach(attachReq("v1"))
+	r.settle()
+	if ps := h.ports(); len(ps) != 2 {
+		t.Fatalf("ports: %+v", ps)
+	}
+	// The audit runs over both attachments once they have settled: it
+	// takes back the virtual one's lost address, and only that.
+	time.Sleep(150 * time.Millisecond)
+	vaddr := netip.MustParsePrefix(virtual.IPs[0].Address).Addr().String()
+	if _, err := h.client.Release(context.Background(), api.ReleaseRequest{Owner: "v1/eth0"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, func() (bool, string) {
+		rv, ok := h.reservation(vaddr)
+		return ok && rv.Owner == "v1/eth0", "virtual address not taken back"
+	})
+	r.settle()
+	if held := overlayHeld(); len(held) != 0 {
+		t.Fatalf("overlay addresses reserved at the controller: %v", held)
+	}
+	if e, _ := r.a.journal.Get(attachKey("c1", "eth0")); e == nil || needsWork(e) || e.IPs[0].Owner != e.Owner {
+		t.Fatalf("overlay attachment after the audit: %+v", e)
+	}
+	// A restart rebuilds the spare pools from the journal: the default
+	// network gets its spares, the overlay network none.
+	r.stop()
+	r = h.startAgent(opts)
+	eventually(t, 5*time.Second, func() (bool, string) {
+		n := r.a.cache.Network(api.DefaultTaskNetwork)
+		return n != nil && r.a.spares.size(n.UUID, "ipv4") == 2, "spare pool of the default network not filled"
+	})
+	if err := r.a.fillSpares(context.Background()); err != nil { // one whole pass, whatever the loop did
+		t.Fatal(err)
+	}
+	r.settle()
+	if held := overlayHeld(); len(held) != 0 {
+		t.Fatalf("spares reserved in an overlay network: %v", held)
+	}
+	r.detach("c1", "eth0")
+	r.settle()
+	if held := overlayHeld(); len(held) != 0 {
+		t.Fatalf("overlay reservations left after the detach of %s: %v", res.IPs[0].Address, held)
+	}
+}
+
+// Node objects change with every heartbeat of every node, and each change
+// wakes the overlay loop: one that leaves the overlays as they are costs
+// no Docker call (the check interval looks at the engine), but a change of
+// the overlays (a peer leaving) is acted on at once.
+func TestOverlayLoopIgnoresHeartbeats(t *testing.T) {
+	h := newHarness(t, func(c *controller.Config) { c.DCOSOverlay = true })
+	engine := docker.NewFake()
+	r1 := h.startAgent(agentOpts{name: "node1", underlay: "198.18.0.11", dp: dataplane.NewFake(), docker: engine, overlayCheck: time.Hour})
+	r2 := h.startAgent(agentOpts{name: "node2", underlay: "198.18.0.12", dp: dataplane.NewFake()})
+	allOK := func(s string) bool { return s == "dcos=OK dcos6=OK" }
+	h.waitOverlayStatus("node1", allOK)
+	h.waitOverlayStatus("node2", allOK)
+	eventually(t, 5*time.Second, func() (bool, string) { return len(r1.odp.State().Peers) == 1, "node2 not a peer of node1" })
+	time.Sleep(200 * time.Millisecond) // the passes after the status reports
+	pings := func() int {
+		n := 0
+		for _, c := range engine.Calls() {
+			if c == "Ping" {
+				n++
+			}
+		}
+		return n
+	}
+	before := pings()
+	if before == 0 {
+		t.Fatal("the Docker engine was never checked")
+	}
+	// Two nodes heartbeating every 100 ms: about 20 node changes.
+	time.Sleep(time.Second)
+	if n := pings() - before; n > 2 {
+		t.Errorf("%d Docker checks in a second of heartbeats alone", n)
+	}
+	r2.stop()
+	if _, err := h.client.DeleteOverlayAgents(context.Background(), []string{"198.18.0.12"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, func() (bool, string) { return len(r1.odp.State().Peers) == 0, "node2 still a peer of node1" })
 }

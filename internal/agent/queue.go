@@ -143,7 +143,7 @@ func (q *workQueue) done(key string, failed bool) {
 	}
 }
 
-// failures is how many times in a row key failed.
+// failureCount is how many times in a row key failed.
 func (q *workQueue) failureCount(key string) int {
 	q.mu.Lock()
 	defer q.mu.Unlock()

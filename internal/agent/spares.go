@@ -102,7 +102,7 @@ func (p *sparePool) put(network string, a netip.Addr) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.unmarkTaken(network, a)
-	k := spareKey{network, familyOf(a)}
+	k := spareKey{network, api.Family(a)}
 	if !slices.Contains(p.pools[k], a) {
 		p.pools[k] = append(p.pools[k], a)
 	}
@@ -114,7 +114,7 @@ func (p *sparePool) put(network string, a netip.Addr) {
 func (p *sparePool) remove(network string, a netip.Addr) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	k := spareKey{network, familyOf(a)}
+	k := spareKey{network, api.Family(a)}
 	if i := slices.Index(p.pools[k], a); i >= 0 {
 		p.pools[k] = slices.Delete(p.pools[k], i, i+1)
 		p.onChange(k, len(p.pools[k]))
@@ -142,7 +142,7 @@ func (p *sparePool) reset(have map[string][]netip.Addr, held func() map[string]m
 			if p.taken[network][a] || inUse[network][a] {
 				continue
 			}
-			k := spareKey{network, familyOf(a)}
+			k := spareKey{network, api.Family(a)}
 			p.pools[k] = append(p.pools[k], a)
 		}
 	}
@@ -172,13 +172,6 @@ func (p *sparePool) drain(network string) []netip.Addr {
 	return out
 }
 
-func familyOf(a netip.Addr) string {
-	if a.Unmap().Is4() {
-		return "ipv4"
-	}
-	return "ipv6"
-}
-
 // spareIdle is how long spares of a network stay reserved after its last
 // local attachment went away (the default task network keeps its spares).
 const spareIdle = 10 * time.Minute
@@ -203,7 +196,7 @@ func (a *Agent) rebuildSpares() {
 		a.wantSpare(n.UUID)
 	}
 	for _, e := range a.journal.Entries() {
-		if !e.External {
+		if !e.External && e.Bridge == "" { // overlay addresses are the node's own
 			a.wantSpare(e.NetworkUUID)
 		}
 	}
@@ -269,6 +262,8 @@ func (a *Agent) spareLoop(ctx context.Context) {
 // fillSpares tops up every wanted pool that has fallen to half of
 // Spares or below (or is empty) back to Spares addresses, each in one
 // controller request. A network that is out of addresses is not an error.
+// Overlay networks have no spares: their attachments allocate locally, in
+// the node's Mesos half.
 func (a *Agent) fillSpares(ctx context.Context) error {
 	if a.cfg.Spares == 0 {
 		return nil
@@ -282,7 +277,7 @@ func (a *Agent) fillSpares(ctx context.Context) error {
 	slices.Sort(nets)
 	for _, uuid := range nets {
 		n := a.cache.Network(uuid)
-		if n == nil {
+		if n == nil || n.NetworkKind == api.NetworkOverlay {
 			continue
 		}
 		for _, fam := range networkFamilies(n) {
@@ -372,7 +367,8 @@ func (a *Agent) trimSpares(ctx context.Context) {
 // auditJournal checks that the controller still holds the addresses of
 // the node's attachments for them (a node the controller declared lost has
 // had everything released) and has the background work take back any that
-// went missing.
+// went missing. Overlay attachments are left out: their addresses are the
+// node's own, never reserved at the controller.
 func (a *Agent) auditJournal() {
 	if !a.cache.Synced() {
 		return
@@ -386,7 +382,7 @@ func (a *Agent) auditJournal() {
 	}
 	settled := 2 * time.Duration(a.cfg.ResyncInterval)
 	for _, e := range a.journal.Entries() {
-		if e.External || e.State != StateAttached || needsWork(e) || time.Since(e.UpdatedAt) < settled {
+		if e.External || e.Bridge != "" || e.State != StateAttached || needsWork(e) || time.Since(e.UpdatedAt) < settled {
 			continue
 		}
 		var lost []string

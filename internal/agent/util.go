@@ -2,12 +2,12 @@ package agent
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	mrand "math/rand/v2"
+	"math/rand/v2"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // backoff is a capped exponential backoff with jitter.
@@ -29,7 +29,7 @@ func (b backoff) delay(attempt int) time.Duration {
 		}
 	}
 	half := d / 2
-	return half + time.Duration(mrand.Int64N(int64(half)+1))
+	return half + time.Duration(rand.Int64N(int64(half)+1))
 }
 
 // sleepCtx waits d or until ctx ends; it reports whether the wait was full.
@@ -42,16 +42,6 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
-}
-
-// newUUID returns a random (version 4) uuid.
-func newUUID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
 }
 
 // portName is the controller name of a container's port:
@@ -73,12 +63,10 @@ func portName(containerID, ifName string) string {
 		sum := sha256.Sum256([]byte(containerID + "\x00" + ifName))
 		suffix := "-" + hex.EncodeToString(sum[:8])
 		cut := limit - len(suffix)
-		for cut > 0 && !isRuneStart(s[cut]) {
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
 			cut--
 		}
 		s = s[:cut] + suffix
 	}
 	return s
 }
-
-func isRuneStart(b byte) bool { return b&0xc0 != 0x80 }

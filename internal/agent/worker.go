@@ -549,7 +549,7 @@ func (a *Agent) releaseAtController(ctx context.Context, e *Entry) error {
 	defer cancel()
 	// A port this agent never tried to write (the container left before
 	// the background work got to it) does not exist: nothing to delete.
-	if _, unwritten := a.unwritten.Load(e.PortUUID); !unwritten && e.PortUUID != "" {
+	if !a.isUnwritten(e.PortUUID) && e.PortUUID != "" {
 		err := a.client.Delete(cctx, api.KindPort.Plural(), e.PortUUID)
 		a.metrics.op("port_delete", err)
 		if err != nil && !errors.Is(err, api.ErrNotFound) {
