@@ -342,3 +342,28 @@ func FuzzParseDeleteAgents(f *testing.F) {
 		}
 	})
 }
+
+// Each node allocates the addresses of its own subnet of an overlay: the
+// IPAM refuses to reserve addresses or lease blocks in an overlay network,
+// naming it, while the default virtual network still allocates.
+func TestOverlayNetworkNotAllocatable(t *testing.T) {
+	e := overlayEnv(t, store.NewMemory(), "")
+	e.register(t, "a1", "10.0.0.5", nil)
+	for _, tc := range []struct{ path, body string }{
+		{"/v1/ipam/allocate", `{"network":"dcos","owner":"x"}`},
+		{"/v1/ipam/allocate", `{"network":"dcos6","owner":"x","family":"ipv6","count":4}`},
+		{"/v1/ipam/blocks", `{"network":"dcos","node":"a1"}`},
+	} {
+		code, ae, _ := e.do(t, http.MethodPost, tc.path, tc.body)
+		if code != http.StatusBadRequest || ae.Field != "network" || !strings.Contains(ae.Message, "is an overlay") {
+			t.Errorf("%s %s: %d %+v, want 400 naming network", tc.path, tc.body, code, ae)
+		}
+	}
+	if code, ae, _ := e.do(t, http.MethodPost, "/v1/ipam/allocate", `{"network":"mesos-default-pod-task","owner":"x"}`); code != http.StatusCreated {
+		t.Fatalf("allocate in the default task network: %d %+v", code, ae)
+	}
+	// Nothing was reserved in the overlays.
+	if code, _, body := e.do(t, http.MethodGet, "/v1/ip-reservations?network=dcos", ""); code != http.StatusOK || strings.Contains(string(body), `"address"`) {
+		t.Fatalf("reservations in dcos: %d %s", code, body)
+	}
+}

@@ -617,15 +617,37 @@ func (r *Registry) Delete(ctx context.Context, k api.Kind, id string) error {
 
 // IPAMNetwork resolves a network reference into what the IPAM needs.
 func (r *Registry) IPAMNetwork(ctx context.Context, ref string) (ipam.Network, error) {
-	obj, _, err := r.resolve(ctx, api.KindNetwork, ref)
-	if errors.Is(err, api.ErrNotFound) {
-		return ipam.Network{}, api.Invalid("network", "network %q does not exist", ref)
-	}
+	n, err := r.network(ctx, ref)
 	if err != nil {
 		return ipam.Network{}, err
 	}
-	n := obj.(*api.Network)
 	return ipam.Network{UUID: n.UUID, FQName: n.FQName, Subnets: n.Subnets}, nil
+}
+
+// AllocatableNetwork is IPAMNetwork for a request that reserves addresses
+// or blocks: an overlay network is refused, since each node allocates the
+// addresses of its own subnet of an overlay itself.
+func (r *Registry) AllocatableNetwork(ctx context.Context, ref string) (ipam.Network, error) {
+	n, err := r.network(ctx, ref)
+	if err != nil {
+		return ipam.Network{}, err
+	}
+	if n.NetworkKind == api.NetworkOverlay {
+		return ipam.Network{}, api.Invalid("network", "network %s is an overlay: its nodes allocate its addresses from their own subnets", n.FQName)
+	}
+	return ipam.Network{UUID: n.UUID, FQName: n.FQName, Subnets: n.Subnets}, nil
+}
+
+// network resolves a network reference; an unknown one is invalid input.
+func (r *Registry) network(ctx context.Context, ref string) (*api.Network, error) {
+	obj, _, err := r.resolve(ctx, api.KindNetwork, ref)
+	if errors.Is(err, api.ErrNotFound) {
+		return nil, api.Invalid("network", "network %q does not exist", ref)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return obj.(*api.Network), nil
 }
 
 // EnsureDefaults creates the default domain, project and networks when they

@@ -444,7 +444,7 @@ func (s *Server) handleAllocate(w http.ResponseWriter, r *http.Request) error {
 			return api.Invalid("node", "node %q is not registered", req.Node)
 		}
 	}
-	n, err := s.reg.IPAMNetwork(r.Context(), req.Network)
+	n, err := s.reg.AllocatableNetwork(r.Context(), req.Network)
 	if err != nil {
 		return err
 	}
@@ -546,7 +546,7 @@ func (s *Server) blockRequest(r *http.Request) (api.BlockRequest, ipamNetwork, e
 	if _, err := s.reg.GetByFQName(r.Context(), api.KindNode, req.Node); err != nil {
 		return req, ipamNetwork{}, api.Invalid("node", "node %q is not registered", req.Node)
 	}
-	n, err := s.reg.IPAMNetwork(r.Context(), req.Network)
+	n, err := s.reg.AllocatableNetwork(r.Context(), req.Network)
 	return req, n, err
 }
 
