@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -581,3 +582,26 @@ func TestWatchEventTypesAndKindFilter(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// Concurrent deletes of one object all succeed once it is gone: a delete
+// that meets another's mark waits for it, and one whose object went
+// meanwhile is done.
+func TestConcurrentDeletesSucceed(t *testing.T) {
+	e := newEnv(t, store.NewMemory())
+	for i := range 40 {
+		obj := e.mustCreate(t, "networks", fmt.Sprintf(`{"name":"n%d","subnets":[{"cidr":"10.9.%d.0/24"}]}`, i, i))
+		id := obj["uuid"].(string)
+		var wg sync.WaitGroup
+		for range 3 {
+			wg.Go(func() {
+				if code, ae, _ := e.do(t, http.MethodDelete, "/v1/networks/"+id, ""); code != http.StatusNoContent {
+					t.Errorf("delete n%d: %d %+v", i, code, ae)
+				}
+			})
+		}
+		wg.Wait()
+		if code, _, _ := e.do(t, http.MethodGet, "/v1/networks/"+id, ""); code != http.StatusNotFound {
+			t.Fatalf("n%d after the deletes: %d, want 404", i, code)
+		}
+	}
+}

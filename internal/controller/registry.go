@@ -569,6 +569,10 @@ func (r *Registry) Delete(ctx context.Context, k api.Kind, id string) error {
 	mark, _ := r.now().UTC().MarshalText()
 	if _, err := r.kv.Txn(ctx, []store.Cmp{store.Absent(deletingKey(id))}, []store.Op{store.Put(deletingKey(id), mark)}); err != nil {
 		if errors.Is(err, store.ErrConflict) {
+			// A concurrent delete: done when it deletes the object.
+			if r.awaitDelete(ctx, kv.Key, id) {
+				return nil
+			}
 			return api.Conflict("", "%s %q is already being deleted", kindTitle(k), m.FQName)
 		}
 		return fmt.Errorf("mark %s for delete: %w", m.FQName, err)
@@ -602,6 +606,10 @@ func (r *Registry) Delete(ctx context.Context, k api.Kind, id string) error {
 	if _, err := r.kv.Txn(ctx, []store.Cmp{store.Unchanged(kv)}, ops); err != nil {
 		unmark()
 		if errors.Is(err, store.ErrConflict) {
+			// Deleted meanwhile by a concurrent delete: done.
+			if _, gerr := r.kv.Get(ctx, kv.Key); errors.Is(gerr, store.ErrNotFound) {
+				return nil
+			}
 			return api.Conflict("", "%s %q changed during the delete; try again", kindTitle(k), m.FQName)
 		}
 		return fmt.Errorf("delete %s %q: %w", k, m.FQName, err)
@@ -613,6 +621,33 @@ func (r *Registry) Delete(ctx context.Context, k api.Kind, id string) error {
 	}
 	r.log.Debug("deleted", "kind", k, "fq_name", m.FQName, "uuid", id)
 	return nil
+}
+
+// concurrentDeleteWait bounds how long a delete waits for a concurrent
+// delete of the same object to end.
+const concurrentDeleteWait = 5 * time.Second
+
+// awaitDelete waits until the delete mark of id is gone (the concurrent
+// delete ended), at most concurrentDeleteWait, and reports whether the
+// object at key is gone too.
+func (r *Registry) awaitDelete(ctx context.Context, key, id string) bool {
+	ctx, cancel := context.WithTimeout(ctx, concurrentDeleteWait)
+	defer cancel()
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if _, err := r.kv.Get(ctx, deletingKey(id)); errors.Is(err, store.ErrNotFound) {
+			_, err := r.kv.Get(ctx, key)
+			return errors.Is(err, store.ErrNotFound)
+		} else if err != nil && ctx.Err() == nil {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
 }
 
 // IPAMNetwork resolves a network reference into what the IPAM needs.
